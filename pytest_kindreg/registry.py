@@ -1,0 +1,497 @@
+"""``PrivateRegistry``: a ``registry:2`` container with htpasswd auth, optional TLS and mTLS.
+
+Usable without pytest::
+
+    with PrivateRegistry() as reg:
+        ref = reg.push("busybox:1.36")   # -> "127.0.0.1:<port>/busybox:1.36"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+from docker.errors import APIError, ImageNotFound, NotFound
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from pytest_kindreg.certificates import TlsFiles, write_tls_files
+from pytest_kindreg.credentials import Credentials, write_private_file
+from pytest_kindreg.docker_engine import RunIdentity, docker_client
+from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError
+from pytest_kindreg.tunnel import ClientCertTunnel
+
+log = logging.getLogger("pytest_kindreg")
+
+CONTAINER_PORT = 5000
+DEFAULT_IMAGE = "registry:2"
+BUILD_HINT = (
+    "Pull it where a registry is reachable (`docker pull registry:2`), or build it offline "
+    "from Debian's docker-registry package with `kindreg build-images`."
+)
+
+
+class _NotReady(Exception):
+    pass
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """``host/repo:tag`` → (``host/repo``, ``tag``); a digest or missing tag gives ``latest``."""
+    name, _, _digest = reference.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, "latest"
+
+
+def _strip_registry_host(repository: str) -> str:
+    first, sep, rest = repository.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return rest
+    return repository
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateRegistry:
+    """A private registry in Docker, published on 127.0.0.1 only.
+
+    ``tls=True`` serves HTTPS with a throw-away CA whose server certificate covers
+    ``localhost``, ``127.0.0.1`` and the container name; ``client_auth=True`` (implies TLS)
+    also requires a client certificate signed by that CA. ``htpasswd=False`` turns off
+    password auth, for registries where the client certificate is the credential.
+    """
+
+    def __init__(
+        self,
+        *,
+        image: str = DEFAULT_IMAGE,
+        name: str | None = None,
+        port: int | None = None,
+        credentials: Credentials | None = None,
+        tls: bool = False,
+        client_auth: bool = False,
+        htpasswd: bool = True,
+        identity: RunIdentity | None = None,
+        role: str = "registry",
+        ready_timeout: float = 30.0,
+        docker: Any = None,
+    ) -> None:
+        self.image = image
+        self.identity = identity or RunIdentity()
+        self.role = role
+        self.name = name or self.identity.name(role)
+        self.requested_port = port
+        self.credentials: Credentials | None = (credentials or Credentials.random()) if htpasswd else None
+        self.tls = tls or client_auth
+        self.client_auth = client_auth
+        self.ready_timeout = ready_timeout
+        self._docker = docker
+        self._container: Any = None
+        self._port: int | None = None
+        self._workdir: Path | None = None
+        self._tls_files: TlsFiles | None = None
+        self._tunnel: ClientCertTunnel | None = None
+        self._lock = threading.RLock()
+
+    # -- identity ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        state = f"host={self.host!r}" if self._port else "not started"
+        user = f" username={self.username!r}" if self.credentials else ""
+        return f"<PrivateRegistry {self.name} {state}{user} tls={self.tls} client_auth={self.client_auth}>"
+
+    __str__ = __repr__
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RegistryError(f"registry {self.name} is not started")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        """Host-side address, ``127.0.0.1:<port>``: push here, and pods may use it as image host."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    @property
+    def network_endpoint(self) -> str:
+        """How containers on a shared Docker network reach it: ``<scheme>://<name>:5000``."""
+        return f"{self.scheme}://{self.name}:{CONTAINER_PORT}"
+
+    @property
+    def username(self) -> str:
+        if self.credentials is None:
+            raise RegistryError(f"registry {self.name} has no password auth (htpasswd=False)")
+        return self.credentials.username
+
+    @property
+    def password(self) -> str:
+        if self.credentials is None:
+            raise RegistryError(f"registry {self.name} has no password auth (htpasswd=False)")
+        return self.credentials.password
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        return self._tls_files
+
+    @property
+    def container(self) -> Any:
+        return self._container
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise RegistryError(f"registry {self.name} is not started")
+        return self._workdir
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> PrivateRegistry:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> PrivateRegistry:
+        with self._lock:
+            if self._container is not None:
+                return self
+            try:
+                self._start()
+            except BaseException:
+                self.stop()
+                raise
+            return self
+
+    def _start(self) -> None:
+        if self._docker is None:
+            self._docker = docker_client()
+        self._ensure_image()
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        env = {
+            "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
+            # Locations relative to the request, so pushes through the mTLS tunnel stay on it.
+            "REGISTRY_HTTP_RELATIVEURLS": "true",
+            "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+        }
+        volumes: dict[str, dict[str, str]] = {}
+        if self.credentials is not None:
+            self._write_htpasswd(self.credentials)
+            env |= {
+                "REGISTRY_AUTH": "htpasswd",
+                "REGISTRY_AUTH_HTPASSWD_REALM": "pytest-kindreg",
+                "REGISTRY_AUTH_HTPASSWD_PATH": "/auth/htpasswd",
+            }
+            volumes[str(self._workdir / "auth")] = {"bind": "/auth", "mode": "ro"}
+        if self.tls:
+            self._tls_files = write_tls_files(
+                self._workdir / "certs", ["localhost", "127.0.0.1", self.name], self.client_auth
+            )
+            env |= {
+                "REGISTRY_HTTP_TLS_CERTIFICATE": "/certs/server.crt",
+                "REGISTRY_HTTP_TLS_KEY": "/certs/server.key",
+            }
+            if self.client_auth:
+                env["REGISTRY_HTTP_TLS_CLIENTCAS"] = "[/certs/ca.crt]"
+            volumes[str(self._workdir / "certs")] = {"bind": "/certs", "mode": "ro"}
+        self._run_container(env, volumes)
+        if self.client_auth:
+            files = self._tls_files
+            assert files is not None and files.client_cert is not None and files.client_key is not None
+            self._tunnel = ClientCertTunnel(("127.0.0.1", self.port), files.ca, files.client_cert, files.client_key)
+        self.wait_ready()
+        log.info("registry %s ready at %s", self.name, self.host)
+
+    def _ensure_image(self) -> None:
+        try:
+            self._docker.images.get(self.image)
+        except ImageNotFound:
+            try:
+                repository, tag = split_reference(self.image)
+                self._docker.images.pull(repository, tag=tag)
+            except Exception as exc:
+                raise ImageMissingError(self.image, BUILD_HINT) from exc
+
+    def _run_container(self, env: dict[str, str], volumes: dict[str, dict[str, str]]) -> None:
+        attempts = 1 if self.requested_port else 3
+        for attempt in range(attempts):
+            port = self.requested_port or _free_port()
+            if self.requested_port and not _port_free(port):
+                raise PortInUseError(port)
+            try:
+                # An explicit host port (not Docker's random one) survives a container restart.
+                self._container = self._docker.containers.run(
+                    self.image,
+                    name=self.name,
+                    detach=True,
+                    environment=env,
+                    volumes=volumes,
+                    ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                    labels=self.identity.labels(self.role),
+                    restart_policy={"Name": "no"},
+                )
+                self._port = port
+                return
+            except APIError as exc:
+                text = str(exc)
+                leftover = self._find_container()
+                if leftover is not None and leftover.labels.get("io.kindreg.run") == self.identity.run_id:
+                    leftover.remove(force=True, v=True)
+                if "port is already allocated" in text or "address already in use" in text:
+                    if self.requested_port or attempt == attempts - 1:
+                        raise PortInUseError(port) from exc
+                    continue
+                if "Conflict" in text and "already in use" in text:
+                    raise RegistryError(
+                        f"a container named {self.name!r} already exists; remove it "
+                        f"(`docker rm -f {self.name}`) or run `kindreg cleanup`"
+                    ) from exc
+                raise RegistryError(f"could not start registry container {self.name}: {exc}") from exc
+
+    def _find_container(self) -> Any:
+        try:
+            return self._docker.containers.get(self.name)
+        except NotFound:
+            return None
+
+    def stop(self) -> None:
+        """Remove the container, its volume, the tunnel and every file this registry wrote."""
+        with self._lock:
+            if self._tunnel is not None:
+                self._tunnel.close()
+                self._tunnel = None
+            if self._container is not None:
+                with contextlib.suppress(NotFound):
+                    self._container.remove(force=True, v=True)
+                self._container = None
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+            self._port = None
+
+    # -- health -----------------------------------------------------------------------------
+    def tls_kwargs(self) -> dict[str, Any]:
+        """``verify``/``cert`` for requests: the registry's CA and client pair (if any).
+
+        Passed per request: a session's ``verify`` loses to REQUESTS_CA_BUNDLE in the environment.
+        """
+        files = self._tls_files
+        if files is None:
+            return {}
+        kwargs: dict[str, Any] = {"verify": str(files.ca)}
+        if files.client_pair is not None:
+            kwargs["cert"] = files.client_pair
+        return kwargs
+
+    def get(self, path: str, *, authenticated: bool = True, timeout: float = 10.0) -> requests.Response:
+        """GET ``path`` of the registry API (e.g. ``/v2/``), with the credentials unless told not to."""
+        auth = (self.username, self.password) if authenticated and self.credentials else None
+        return requests.get(f"{self.url}{path}", auth=auth, timeout=timeout, **self.tls_kwargs())
+
+    def _probe(self) -> None:
+        authed = self.get("/v2/", timeout=5)
+        if authed.status_code != 200:
+            raise _NotReady(f"authenticated GET /v2/ answered {authed.status_code}")
+        if self.credentials is not None:
+            anonymous = self.get("/v2/", authenticated=False, timeout=5)
+            if anonymous.status_code != 401:
+                raise _NotReady(f"anonymous GET /v2/ answered {anonymous.status_code}, expected 401")
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait, within one deadline, for authenticated /v2/ → 200 and anonymous → 401."""
+        deadline = self.ready_timeout if timeout is None else timeout
+        last_error: list[BaseException] = []
+
+        def attempt() -> None:
+            try:
+                self._probe()
+            except (requests.RequestException, _NotReady) as exc:
+                last_error[:] = [exc]
+                self._fail_if_exited()
+                raise _NotReady(str(exc)) from exc
+
+        try:
+            for try_ in Retrying(
+                stop=stop_after_delay(deadline),
+                wait=wait_exponential(multiplier=0.02, max=0.5),
+                retry=retry_if_exception_type(_NotReady),
+                reraise=False,
+            ):
+                with try_:
+                    attempt()
+        except RetryError as exc:
+            last = f"{type(last_error[0]).__name__}: {last_error[0]}" if last_error else "no answer"
+            raise RegistryError(
+                f"registry {self.name} at {self.url} was not ready within {deadline:.0f}s: waited for an "
+                f"authenticated GET /v2/ to answer 200 and an anonymous one 401; last error: {last}\n"
+                f"--- container log (tail) ---\n{self.logs_tail()}"
+            ) from exc
+
+    def _fail_if_exited(self) -> None:
+        if self._container is None:
+            return
+        try:
+            self._container.reload()
+        except NotFound as exc:
+            raise RegistryError(f"registry container {self.name} disappeared while starting") from exc
+        if self._container.status in ("exited", "dead"):
+            raise RegistryError(
+                f"registry container {self.name} exited while starting "
+                f"(exit code {self._container.attrs['State'].get('ExitCode')})\n"
+                f"--- container log (tail) ---\n{self.logs_tail()}"
+            )
+
+    def logs_tail(self, lines: int = 30) -> str:
+        if self._container is None:
+            return "(no container)"
+        try:
+            return str(self._container.logs(tail=lines).decode(errors="replace"))
+        except Exception as exc:
+            return f"(logs unavailable: {exc})"
+
+    def ensure_running(self) -> None:
+        """Restart a registry container that died (same port and storage); clear error if removed."""
+        with self._lock:
+            if self._container is None:
+                raise RegistryError(f"registry {self.name} is not started")
+            try:
+                self._container.reload()
+            except NotFound as exc:
+                raise RegistryError(
+                    f"registry container {self.name} was removed during the run; the images pushed to it "
+                    "are gone. Do not remove kindreg-* containers while tests run."
+                ) from exc
+            if self._container.status != "running":
+                log.warning("registry %s was %s; restarting it", self.name, self._container.status)
+                self._container.start()
+                self.wait_ready()
+
+    # -- credentials ------------------------------------------------------------------------
+    def _write_htpasswd(self, credentials: Credentials) -> None:
+        auth = self.workdir / "auth"
+        auth.mkdir(mode=0o700, exist_ok=True)
+        tmp = write_private_file(auth / ".htpasswd.new", credentials.htpasswd_line() + "\n")
+        # A rename gives the file a new mtime, which is what makes the registry re-read it.
+        tmp.replace(auth / "htpasswd")
+
+    def rotate_credentials(self, new: Credentials | None = None) -> Credentials:
+        """Replace the registry's only user; the old credentials stop working once this returns."""
+        with self._lock:
+            if self.credentials is None:
+                raise RegistryError(f"registry {self.name} has no password auth to rotate")
+            old = self.credentials
+            self.credentials = new or Credentials.random()
+            self._write_htpasswd(self.credentials)
+            self.wait_ready()
+            status = requests.get(
+                f"{self.url}/v2/", auth=(old.username, old.password), timeout=5, **self.tls_kwargs()
+            ).status_code
+            if status != 401 and old != self.credentials:
+                raise RegistryError(f"registry {self.name} still accepts the old credentials after rotation")
+            return self.credentials
+
+    # -- images -----------------------------------------------------------------------------
+    @property
+    def _push_host(self) -> str:
+        return self._tunnel.address if self._tunnel is not None else self.host
+
+    def _auth_config(self) -> dict[str, str] | None:
+        return self.credentials.as_docker_auth_config() if self.credentials else None
+
+    def push(self, source: str, repository: str | None = None, tag: str | None = None) -> str:
+        """Tag local image ``source`` into this registry and push it with the credentials.
+
+        Returns the pushed reference, ``127.0.0.1:<port>/<repository>:<tag>``.
+        """
+        self.ensure_running()
+        try:
+            image = self._docker.images.get(source)
+        except ImageNotFound as exc:
+            raise ImageMissingError(source, "Build or pull it first (`docker image ls` lists local images).") from exc
+        src_repo, src_tag = split_reference(source)
+        repository = repository or _strip_registry_host(src_repo)
+        tag = tag or src_tag
+        target = f"{self._push_host}/{repository}"
+        image.tag(target, tag)
+        try:
+            for line in self._docker.images.push(
+                target, tag=tag, auth_config=self._auth_config(), stream=True, decode=True
+            ):
+                if "error" in line:
+                    raise RegistryError(f"push of {source} to {self.name} failed: {line['error']}")
+        finally:
+            if self._tunnel is not None:
+                with contextlib.suppress(Exception):
+                    self._docker.images.remove(f"{target}:{tag}", noprune=True)
+        reference = f"{self.host}/{repository}:{tag}"
+        image.tag(f"{self.host}/{repository}", tag)
+        return reference
+
+    def pull(self, reference: str) -> Any:
+        """Pull ``reference`` (an image of this registry) to the host Docker with the credentials."""
+        self.ensure_running()
+        repository, tag = split_reference(reference)
+        path = repository.split("/", 1)[1] if repository.startswith(self.host + "/") else repository
+        source = f"{self._push_host}/{path}"
+        try:
+            image = self._docker.images.pull(source, tag=tag, auth_config=self._auth_config())
+        except APIError as exc:
+            raise RegistryError(f"pull of {reference} from {self.name} failed: {exc.explanation or exc}") from exc
+        if source != f"{self.host}/{path}":
+            image.tag(f"{self.host}/{path}", tag)
+            with contextlib.suppress(Exception):
+                self._docker.images.remove(f"{source}:{tag}", noprune=True)
+        return image
+
+    def tags(self, repository: str) -> list[str]:
+        """The tags of a repository, read through the registry API with the credentials."""
+        resp = self.get(f"/v2/{repository}/tags/list")
+        resp.raise_for_status()
+        return list(resp.json().get("tags") or [])
+
+    def catalog(self) -> Iterator[str]:
+        resp = self.get("/v2/_catalog")
+        resp.raise_for_status()
+        yield from resp.json().get("repositories") or []
+
+    # -- networks ---------------------------------------------------------------------------
+    def connect(self, network: str) -> None:
+        """Join a Docker network (e.g. kind's), where nodes reach it as ``<name>:5000``."""
+        with self._lock:
+            self._container.reload()
+            if network in self._container.attrs["NetworkSettings"]["Networks"]:
+                return
+            try:
+                self._docker.networks.get(network).connect(self._container)
+            except NotFound as exc:
+                raise RegistryError(f"Docker network {network!r} does not exist") from exc
