@@ -1,0 +1,479 @@
+#!/usr/bin/env python
+"""Benchmark: ``pytest_kindreg.PrivateRegistry`` against testcontainers' ``DockerRegistryContainer``.
+
+Both implementations run the same cycle, interleaved in one process, each cycle timed end to end
+with ``time.perf_counter``:
+
+1. start a ``registry:2`` container with htpasswd auth, until an authenticated ``GET /v2/`` answers 200;
+2. push the local image ``kindreg-test/busybox:1.0`` to it with the credentials;
+3. remove the local tag and pull it back with the credentials;
+4. stop (remove) the container and remove the local tags the cycle created.
+
+One untimed warm-up cycle of each implementation comes first (it also checks that both registries
+really require the credentials and measures what a single request costs on each), then ``--pairs``
+timed pairs whose order alternates (ABBA) to spread drift and noise over both implementations.
+
+Usage::
+
+    python benchmarks/bench_registry.py --pairs 7
+
+It is a report, not a test: it exits 0 whether or not the target (ours <= 1/3 of testcontainers)
+is met, 1 if the benchmark itself could not run, 130 on Ctrl-C. Every container it creates is
+removed on the way out, also on Ctrl-C, SIGTERM or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+
+# testcontainers reads its configuration when it is imported, so this comes first.
+# - Ryuk (testcontainers' reaper container) is off: its image cannot be pulled here, and this
+#   script removes its containers itself (try/finally plus a sweep by label).
+# - The engine runs inside this machine, which itself is a container (/.dockerenv): left alone,
+#   testcontainers would reach the registry through the default gateway's address. Pin it to
+#   127.0.0.1 and the published port, which is where ours is reached too.
+TESTCONTAINERS_ENV = {
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+    "TC_HOST": "127.0.0.1",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+}
+os.environ.update(TESTCONTAINERS_ENV)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import importlib.metadata  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
+
+import bcrypt  # noqa: E402
+import requests  # noqa: E402
+from docker.errors import APIError, ImageNotFound, NotFound  # noqa: E402
+
+from pytest_kindreg import Credentials, PrivateRegistry, RunIdentity  # noqa: E402
+from pytest_kindreg.docker_engine import LABEL_PID, LABEL_RUN, docker_client  # noqa: E402
+
+try:  # the home of the class since testcontainers 4.x; ``testcontainers.registry`` is a deprecated alias
+    from testcontainers.community.registry import DockerRegistryContainer
+except ImportError:  # pragma: no cover - older testcontainers
+    from testcontainers.registry import DockerRegistryContainer
+
+REGISTRY_IMAGE = "registry:2"
+SOURCE_IMAGE = "kindreg-test/busybox:1.0"
+REPOSITORY = "bench/busybox"
+TARGET_RATIO = 1 / 3
+BENCH_LABEL = "io.kindreg.bench"
+OURS = "ours"
+TC = "testcontainers"
+PHASES = ("start", "push", "pull", "stop")
+GET_SAMPLES = 5
+LOG_SETTLE = 0.3
+ACCESS_LOG = re.compile(r'"(?:GET|HEAD|PUT|POST|PATCH|DELETE) \S+ HTTP/[\d.]+" (\d{3}) ')
+AUTHORIZED = 'msg="authorized request"'
+
+
+class BenchError(Exception):
+    """The benchmark could not do what it measures (not a slow result: a broken one)."""
+
+
+@dataclass
+class Cycle:
+    impl: str
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the inspection hooks need of a started registry, whichever implementation runs it."""
+
+    host: str
+    username: str
+    password: str
+    container: Any
+
+
+@dataclass
+class Inspection:
+    """Facts gathered, untimed, during the warm-up cycle of one implementation."""
+
+    auth_get: float = 0.0
+    anon_get: float = 0.0
+    requests_start: int = 0
+    authorized_start: int = 0
+    requests_push_pull: int = 0
+    authorized_push_pull: int = 0
+    _baseline: tuple[int, int] = (0, 0)
+
+    def after_start(self, endpoint: Endpoint) -> None:
+        self.requests_start, self.authorized_start = _count_requests(endpoint.container)
+        url = f"http://{endpoint.host}/v2/"
+        with requests.Session() as session:
+            authed = session.get(url, auth=(endpoint.username, endpoint.password), timeout=10)
+            anonymous = session.get(url, timeout=10)
+        if authed.status_code != 200:
+            raise BenchError(f"authenticated GET {url} answered {authed.status_code} right after start")
+        if anonymous.status_code != 401:
+            raise BenchError(f"anonymous GET {url} answered {anonymous.status_code}: auth is not enforced")
+        # These two checks are counted neither in start's requests nor in push/pull's.
+        self._baseline = _count_requests(endpoint.container)
+
+    def before_stop(self, endpoint: Endpoint) -> None:
+        total, authorized = _count_requests(endpoint.container)
+        self.requests_push_pull = total - self._baseline[0]
+        self.authorized_push_pull = authorized - self._baseline[1]
+        url = f"http://{endpoint.host}/v2/"
+        auth = (endpoint.username, endpoint.password)
+        with requests.Session() as session:  # keep-alive: time the registry, not TCP set-up
+            self.auth_get = _median_seconds(lambda: _expect(session.get(url, auth=auth, timeout=10), 200))
+            self.anon_get = _median_seconds(lambda: _expect(session.get(url, timeout=10), 401))
+
+    @property
+    def check_cost(self) -> float:
+        """What the password check adds to one request: authenticated minus anonymous GET /v2/."""
+        return max(0.0, self.auth_get - self.anon_get)
+
+
+def _expect(response: requests.Response, status: int) -> None:
+    if response.status_code != status:
+        raise BenchError(f"GET {response.url} answered {response.status_code}, expected {status}")
+
+
+def _median_seconds(call: Callable[[], None], samples: int = GET_SAMPLES) -> float:
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _count_requests(container: Any) -> tuple[int, int]:
+    """(HTTP requests served, requests that passed the htpasswd check) according to the registry log."""
+    time.sleep(LOG_SETTLE)  # the registry logs a request after answering it
+    logs = container.logs().decode(errors="replace")
+    return len(ACCESS_LOG.findall(logs)), logs.count(AUTHORIZED)
+
+
+class Bench:
+    """Runs cycles and keeps track of everything they create, so that all of it can be removed."""
+
+    def __init__(self) -> None:
+        self.client: Any = docker_client()
+        self.bench_id = secrets.token_hex(4)
+        # One identity for all of our registries: their containers carry its run id and our pid.
+        self.identity = RunIdentity()
+        self.source_id: str = ""
+        self.local_tags: set[str] = set()
+        self.cycles = 0
+
+    # -- set-up and clean-up ------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Both images must be local: neither implementation may pull them (no registry is reachable)."""
+        for image in (REGISTRY_IMAGE, SOURCE_IMAGE):
+            try:
+                found = self.client.images.get(image)
+            except ImageNotFound:
+                raise BenchError(
+                    f"image {image} is not present locally; build it with pytest_kindreg/data/build-images.sh"
+                ) from None
+            if image == SOURCE_IMAGE:
+                self.source_id = str(found.id)
+
+    def _own_containers(self) -> list[Any]:
+        theirs = self.client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={self.bench_id}"})
+        ours = self.client.containers.list(
+            all=True,
+            filters={"label": [f"{LABEL_RUN}={self.identity.run_id}", f"{LABEL_PID}={self.identity.pid}"]},
+        )
+        return [*theirs, *ours]
+
+    def sweep(self) -> list[str]:
+        """Remove whatever this run created and still exists; return what had to be removed."""
+        leftovers: list[str] = []
+        for container in self._own_containers():
+            with contextlib.suppress(NotFound):
+                container.remove(force=True, v=True)
+                leftovers.append(f"container {container.name}")
+        for tag in sorted(self.local_tags):
+            if self._untag(tag):
+                leftovers.append(f"tag {tag}")
+        self.local_tags.clear()
+        return leftovers
+
+    def _untag(self, reference: str) -> bool:
+        """Remove one local tag (never the image it names: ``kindreg-test/busybox:1.0`` keeps it)."""
+        try:
+            self.client.images.remove(reference, noprune=True)
+        except ImageNotFound:
+            return False
+        return True
+
+    def _verify_pulled(self, image: Any, reference: str) -> None:
+        if image.id != self.source_id:
+            raise BenchError(f"pulled {reference} is {image.id}, pushed {self.source_id}")
+
+    def _next(self) -> str:
+        self.cycles += 1
+        return str(self.cycles)
+
+    # -- the cycle, once per implementation ----------------------------------------------------
+    def run(self, impl: str, inspection: Inspection | None = None) -> Cycle:
+        return self.cycle_ours(inspection) if impl == OURS else self.cycle_tc(inspection)
+
+    def cycle_ours(self, inspection: Inspection | None = None) -> Cycle:
+        tag = self._next()
+        cycle = Cycle(OURS)
+        reg = PrivateRegistry(image=REGISTRY_IMAGE, identity=self.identity, role=f"bench-{tag}")
+        try:
+            with _phase(cycle, "start"):
+                reg.start()
+            endpoint = Endpoint(reg.host, reg.username, reg.password, reg.container)
+            if inspection:
+                inspection.after_start(endpoint)
+            reference = f"{reg.host}/{REPOSITORY}:{tag}"
+            self.local_tags.add(reference)  # before push() tags it, so an interrupted push leaves nothing
+            with _phase(cycle, "push"):
+                if reg.push(SOURCE_IMAGE, repository=REPOSITORY, tag=tag) != reference:
+                    raise BenchError(f"PrivateRegistry.push did not return {reference}")
+            with _phase(cycle, "pull"):
+                self._untag(reference)
+                self._verify_pulled(reg.pull(reference), reference)
+            if inspection:
+                inspection.before_stop(endpoint)
+            with _phase(cycle, "stop"):
+                reg.stop()
+                self._untag(reference)
+        finally:
+            reg.stop()  # idempotent; removes the container if anything above failed
+        return cycle
+
+    def cycle_tc(self, inspection: Inspection | None = None) -> Cycle:
+        tag = self._next()
+        cycle = Cycle(TC)
+        credentials = Credentials.random("tc")
+        auth_config = credentials.as_docker_auth_config()
+        registry = DockerRegistryContainer(
+            image=REGISTRY_IMAGE,
+            port=5000,
+            username=credentials.username,
+            password=credentials.password,
+            labels={BENCH_LABEL: self.bench_id},
+        )
+        # Published on 127.0.0.1 only, as ours is (testcontainers' default is every interface).
+        # docker-py reads a 1-tuple as (host ip,) with a random host port.
+        registry.ports["5000"] = ("127.0.0.1",)  # type: ignore[assignment]
+        stopped = False
+        try:
+            with _phase(cycle, "start"):
+                # start() waits in _readiness_probe for an authenticated GET /v2 (redirected to /v2/)
+                # to pass raise_for_status(), and a 4xx/5xx there is raised, not retried: when start()
+                # returns, the authenticated /v2/ answered 200. No extra poll is needed.
+                registry.start()
+                host = registry.get_registry()
+            endpoint = Endpoint(
+                host, credentials.username, credentials.password, registry.get_wrapped_container()
+            )
+            if inspection:
+                inspection.after_start(endpoint)
+            repository = f"{host}/{REPOSITORY}"
+            reference = f"{repository}:{tag}"
+            self.local_tags.add(reference)
+            with _phase(cycle, "push"):
+                self.client.images.get(SOURCE_IMAGE).tag(repository, tag)
+                for line in self.client.images.push(
+                    repository, tag=tag, auth_config=auth_config, stream=True, decode=True
+                ):
+                    if "error" in line or "errorDetail" in line:
+                        raise BenchError(f"push of {reference} failed: {line.get('error') or line}")
+            with _phase(cycle, "pull"):
+                self._untag(reference)
+                try:
+                    pulled = self.client.images.pull(repository, tag=tag, auth_config=auth_config)
+                except APIError as exc:
+                    raise BenchError(f"pull of {reference} failed: {exc.explanation or exc}") from exc
+                self._verify_pulled(pulled, reference)
+            if inspection:
+                inspection.before_stop(endpoint)
+            with _phase(cycle, "stop"):
+                registry.stop()
+                stopped = True
+                self._untag(reference)
+        finally:
+            if not stopped:
+                with contextlib.suppress(Exception):
+                    registry.stop()
+        return cycle
+
+
+@contextlib.contextmanager
+def _phase(cycle: Cycle, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    cycle.phases[name] = time.perf_counter() - started
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _bcrypt_seconds(rounds: int) -> float:
+    started = time.perf_counter()
+    bcrypt.hashpw(b"a throw-away password", bcrypt.gensalt(rounds=rounds))
+    return time.perf_counter() - started
+
+
+# -- report -------------------------------------------------------------------------------------
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def print_pairs(pairs: list[tuple[str, Cycle, Cycle]]) -> None:
+    print(f"{'pair':>4}  {'first':<14}  {'ours [s]':>9}  {'testcontainers [s]':>18}  {'ours/tc':>7}")
+    for number, (first, ours, tc) in enumerate(pairs, 1):
+        print(
+            f"{number:>4}  {first:<14}  {ours.total:>9.3f}  {tc.total:>18.3f}  {ours.total / tc.total:>7.2f}"
+        )
+
+
+def print_phases(cycles: dict[str, list[Cycle]]) -> None:
+    print("median per phase [s]:")
+    print(f"  {'':<14}  " + "  ".join(f"{p:>6}" for p in PHASES) + f"  {'total':>6}")
+    for impl, runs in cycles.items():
+        cells = [statistics.median(c.phases[p] for c in runs) for p in PHASES]
+        total = statistics.median(c.total for c in runs)
+        print(f"  {impl:<14}  " + "  ".join(f"{v:>6.3f}" for v in cells) + f"  {total:>6.3f}")
+
+
+def print_explanation(found: dict[str, Inspection], cycles: dict[str, list[Cycle]]) -> None:
+    ours, tc = found[OURS], found[TC]
+    print("what explains the difference (measured: warm-up cycles, registry logs, this process):")
+    print(
+        f"  password check per request = authenticated minus anonymous GET /v2/ (keep-alive, median of "
+        f"{GET_SAMPLES}): ours {_ms(ours.check_cost)}, testcontainers {_ms(tc.check_cost)} "
+        f"(authenticated {_ms(ours.auth_get)} vs {_ms(tc.auth_get)}, anonymous {_ms(ours.anon_get)} "
+        f"vs {_ms(tc.anon_get)})"
+    )
+    print(
+        "    the registry verifies the htpasswd bcrypt hash on every request that carries credentials; "
+        "testcontainers hashes with cost 12 (hard-coded), ours with cost 4 (throw-away credentials)"
+    )
+    checks_ours = ours.authorized_start + ours.authorized_push_pull
+    checks_tc = tc.authorized_start + tc.authorized_push_pull
+    print(
+        f"  password-checked requests per cycle (registry log): ours {checks_ours} = start "
+        f"{ours.authorized_start} + push/pull {ours.authorized_push_pull} (of {ours.requests_push_pull} "
+        f"requests); testcontainers {checks_tc} = start {tc.authorized_start} + push/pull "
+        f"{tc.authorized_push_pull} (of {tc.requests_push_pull} requests)"
+    )
+    cost_ours, cost_tc = checks_ours * ours.check_cost, checks_tc * tc.check_cost
+    print(
+        f"    -> password checks cost ~{cost_tc:.2f} s of a testcontainers cycle, ~{cost_ours:.2f} s of ours"
+    )
+    hash12 = statistics.median(_bcrypt_seconds(12) for _ in range(3))
+    hash4 = statistics.median(_bcrypt_seconds(4) for _ in range(3))
+    print(
+        f"  hashing the htpasswd entry in the client (this process, median of 3): cost 12 {_ms(hash12)} "
+        f"(testcontainers' start()), cost 4 {_ms(hash4)} (ours)"
+    )
+    median_ours = statistics.median(c.total for c in cycles[OURS])
+    median_tc = statistics.median(c.total for c in cycles[TC])
+    explained = (cost_tc + hash12) - (cost_ours + hash4)
+    difference = median_tc - median_ours
+    print(
+        f"  => bcrypt cost 12 vs 4 accounts for ~{explained:.2f} s of the {difference:.2f} s between the "
+        f"medians "
+        f"({explained / difference:.0%}); the rest ({difference - explained:+.2f} s) is container start-up, "
+        "waiting and noise (see the start column)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--pairs", type=int, default=7, help="timed pairs (ABBA order), default 7")
+    args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(
+        "testcontainers: Ryuk reaper disabled by this script (TESTCONTAINERS_RYUK_DISABLED=true; its image "
+        "cannot be pulled here, and the script removes its own containers); "
+        "TC_HOST=127.0.0.1, TESTCONTAINERS_CONNECTION_MODE=docker_host; port published on 127.0.0.1 only"
+    )
+    bench: Bench | None = None
+    try:
+        bench = Bench()
+        bench.preflight()
+        print(
+            f"testcontainers {importlib.metadata.version('testcontainers')}, "
+            f"pytest-kindreg {importlib.metadata.version('pytest-kindreg')}, "
+            f"Docker engine {bench.client.version().get('Version', '?')}, image {REGISTRY_IMAGE}, "
+            f"cycle: start -> push {SOURCE_IMAGE} -> untag + pull -> stop + untag"
+        )
+        found = {OURS: Inspection(), TC: Inspection()}
+        for impl in (OURS, TC):
+            warm = bench.run(impl, found[impl])
+            print(f"warm-up (untimed) {impl}: {warm.total:.3f} s")
+        print()
+
+        pairs: list[tuple[str, Cycle, Cycle]] = []
+        for number in range(args.pairs):
+            order = (OURS, TC) if number % 2 == 0 else (TC, OURS)  # A B, B A, A B, ...
+            done = {impl: bench.run(impl) for impl in order}
+            pairs.append((order[0], done[OURS], done[TC]))
+            print(
+                f"  pair {number + 1}/{args.pairs}: ours {done[OURS].total:.3f} s, tc {done[TC].total:.3f} s"
+            )
+        print()
+
+        cycles = {OURS: [p[1] for p in pairs], TC: [p[2] for p in pairs]}
+        print_pairs(pairs)
+        median_ours = statistics.median(c.total for c in cycles[OURS])
+        median_tc = statistics.median(c.total for c in cycles[TC])
+        ratio = median_ours / median_tc
+        print(f"median: ours {median_ours:.3f} s, testcontainers {median_tc:.3f} s")
+        print(f"ratio ours / testcontainers (median over medians): {ratio:.2f}")
+        verdict = "MET" if ratio <= TARGET_RATIO else "NOT met"
+        print(f"verdict: target ours <= 1/3 of testcontainers ({TARGET_RATIO:.2f}) {verdict} ({ratio:.2f})")
+        print()
+        print_phases(cycles)
+        print()
+        print_explanation(found, cycles)
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; removing what the benchmark created", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"\nbenchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if bench is not None:
+            # A second Ctrl-C must not cut the clean-up short.
+            previous = (
+                signal.signal(signal.SIGINT, signal.SIG_IGN),
+                signal.signal(signal.SIGTERM, signal.SIG_IGN),
+            )
+            try:
+                leftovers = bench.sweep()
+                if leftovers:
+                    print(f"removed leftovers: {', '.join(leftovers)}", file=sys.stderr)
+            finally:
+                signal.signal(signal.SIGINT, previous[0])
+                signal.signal(signal.SIGTERM, previous[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

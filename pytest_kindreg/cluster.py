@@ -1,0 +1,295 @@
+"""``KindCluster``: drives the ``kind`` CLI found on PATH. Usable without pytest."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from pytest_kindreg import runner
+from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
+from pytest_kindreg.credentials import write_private_file
+from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError
+from pytest_kindreg.kind_config import KindClusterConfig
+
+log = logging.getLogger("pytest_kindreg")
+
+FINGERPRINT_CONFIGMAP = "kindreg-cluster-config"
+
+
+def find_kind(kind_bin: str | None = None) -> str:
+    """The kind binary: an explicit path, else ``$KIND``, else ``kind`` on PATH."""
+    candidate = kind_bin or os.environ.get("KIND") or "kind"
+    found = shutil.which(candidate)
+    if not found:
+        where = "on PATH" if candidate == "kind" else f"at {candidate!r}"
+        raise KindUnavailableError(f"no kind binary {where}")
+    return found
+
+
+def kind_available(kind_bin: str | None = None) -> str | None:
+    """None when a kind binary is found, else why not."""
+    try:
+        find_kind(kind_bin)
+    except KindUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+class _NotYet(Exception):
+    pass
+
+
+def wait_for(what: str, check: Callable[[], None], timeout: float, interval: float = 1.0) -> None:
+    """Call ``check`` until it stops raising, within one deadline; the timeout names what and why."""
+    last: list[str] = []
+
+    def attempt() -> None:
+        try:
+            check()
+        except Exception as exc:
+            last[:] = [f"{type(exc).__name__}: {exc}"]
+            raise _NotYet from exc
+
+    try:
+        for try_ in Retrying(
+            stop=stop_after_delay(timeout), wait=wait_fixed(interval), retry=retry_if_exception_type(_NotYet)
+        ):
+            with try_:
+                attempt()
+    except RetryError as exc:
+        raise ClusterError(
+            f"timed out after {timeout:.0f}s waiting for {what}; last error: {last[0] if last else 'none'}"
+        ) from exc
+
+
+class KindCluster:
+    """A kind cluster with its own kubeconfig file (0600), never the user's ``~/.kube/config``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        kind_bin: str | None = None,
+        workdir: Path | None = None,
+        create_timeout: float = 600.0,
+    ) -> None:
+        self.name = name
+        self.kind_bin = find_kind(kind_bin)
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.create_timeout = create_timeout
+        self.created = False
+        self.reused = False
+        self._api_client: Any = None
+
+    def __repr__(self) -> str:
+        state = "created" if self.created else "reused" if self.reused else "not up"
+        return f"<KindCluster {self.name} {state} kubeconfig={str(self.kubeconfig)!r}>"
+
+    # -- kind CLI ---------------------------------------------------------------------------
+    def kind(self, *args: str, input: str | None = None, timeout: float = 120.0) -> str:
+        return runner.run([self.kind_bin, *args], input=input, timeout=timeout).stdout
+
+    def version(self) -> str:
+        return self.kind("version").strip()
+
+    @property
+    def network(self) -> str:
+        """The Docker network kind puts nodes on (``KIND_EXPERIMENTAL_DOCKER_NETWORK`` or ``kind``)."""
+        return os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
+
+    def exists(self) -> bool:
+        return self.name in self.kind("get", "clusters").split()
+
+    def create(self, config: KindClusterConfig) -> None:
+        if config.name != self.name:
+            raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
+        log.warning("kindreg: creating kind cluster %s (this takes a minute)...", self.name)
+        started = time.monotonic()
+        self.kind(
+            "create", "cluster", "--name", self.name, "--config", "-", "--kubeconfig", str(self.kubeconfig),
+            "--wait", f"{int(self.create_timeout)}s",
+            input=config.to_yaml(), timeout=self.create_timeout + 60,
+        )
+        self.created = True
+        self.kubeconfig.chmod(0o600)
+        log.warning("kindreg: cluster %s created in %.0fs", self.name, time.monotonic() - started)
+        self.wait_healthy()
+        self._record_fingerprint(config)
+
+    def reuse(self, config: KindClusterConfig) -> None:
+        """Adopt an existing cluster, only if it is healthy and was made from the same config."""
+        write_private_file(self.kubeconfig, self.kind("get", "kubeconfig", "--name", self.name))
+        problems = self.health_problems()
+        if problems:
+            raise ClusterError(
+                f"cluster {self.name!r} exists but is not healthy ({'; '.join(problems)}); delete it with "
+                f"`kind delete cluster --name {self.name}` or choose another --kindreg-cluster-name"
+            )
+        recorded = self.recorded_fingerprint()
+        if recorded != config.fingerprint():
+            raise ClusterError(
+                f"cluster {self.name!r} exists but was not created with the configuration this run needs "
+                f"(mounts or containerd patches of the selected strategies differ; recorded "
+                f"{recorded or 'nothing'}, needed {config.fingerprint()[:12]}). Delete it with "
+                f"`kind delete cluster --name {self.name}` or use another --kindreg-cluster-name."
+            )
+        self.reused = True
+
+    def delete(self) -> None:
+        """Delete the cluster, only if this object created it."""
+        if self.created:
+            self.kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
+            self.created = False
+        if self._api_client is not None:
+            with contextlib.suppress(Exception):
+                self._api_client.close()
+            self._api_client = None
+
+    # -- Kubernetes API ---------------------------------------------------------------------
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` bound to this cluster's own kubeconfig."""
+        if self._api_client is None:
+            from kubernetes import config as kube_config
+
+            self._api_client = kube_config.new_client_from_config(config_file=str(self.kubeconfig))
+        return self._api_client
+
+    def health_problems(self) -> list[str]:
+        from kubernetes import client
+
+        api = self.api_client()
+        problems: list[str] = []
+        try:
+            body = api.call_api("/readyz", "GET", response_type="str", _return_http_data_only=True,
+                                auth_settings=["BearerToken"], _preload_content=True)
+            if "ok" not in str(body):
+                problems.append(f"/readyz answered {body!r}")
+            core = client.CoreV1Api(api)
+            for node in core.list_node().items:
+                ready = [c for c in node.status.conditions or [] if c.type == "Ready"]
+                if not ready or ready[0].status != "True":
+                    problems.append(f"node {node.metadata.name} is not Ready")
+            core.read_namespaced_service_account("default", "default")
+        except Exception as exc:
+            problems.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return problems
+
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        def check() -> None:
+            problems = self.health_problems()
+            if problems:
+                raise ClusterError("; ".join(problems))
+
+        wait_for(f"cluster {self.name} to be healthy (/readyz, nodes Ready, default ServiceAccount)",
+                 check, timeout, interval=2.0)
+
+    def _record_fingerprint(self, config: KindClusterConfig) -> None:
+        from kubernetes import client
+
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=FINGERPRINT_CONFIGMAP, namespace="kube-system"),
+            data={"fingerprint": config.fingerprint(), "config.yaml": config.to_yaml()},
+        )
+        client.CoreV1Api(self.api_client()).create_namespaced_config_map("kube-system", body)
+
+    def recorded_fingerprint(self) -> str | None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            cm = client.CoreV1Api(self.api_client()).read_namespaced_config_map(FINGERPRINT_CONFIGMAP, "kube-system")
+        except ApiException:
+            return None
+        return str((cm.data or {}).get("fingerprint") or "") or None
+
+    # -- nodes ------------------------------------------------------------------------------
+    def nodes(self) -> list[str]:
+        return [line for line in self.kind("get", "nodes", "--name", self.name).split() if line]
+
+    def exec(self, node: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60.0) -> str:
+        flags = ["-i"] if input is not None else []
+        return runner.run(["docker", "exec", *flags, node, *argv], input=input, timeout=timeout).stdout
+
+    def write_file(self, node: str, path: str, content: str | bytes, mode: str = "0644") -> None:
+        """Write a file in a node in place (``cat >`` keeps the inode of a bind-mounted file)."""
+        text = content.decode() if isinstance(content, bytes) else content
+        script = 'mkdir -p "$(dirname "$1")" && umask 077 && cat > "$1" && chmod "$2" "$1"'
+        self.exec(node, ["sh", "-c", script, "sh", path, mode], input=text)
+
+    def write_file_all(self, path: str, content: str | bytes, mode: str = "0644") -> None:
+        for node in self.nodes():
+            self.write_file(node, path, content, mode)
+
+    def read_file(self, node: str, path: str) -> str | None:
+        try:
+            return self.exec(node, ["cat", path])
+        except CommandError:
+            return None
+
+    def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
+        """Restart kubelet and wait, within one deadline, until it is healthy and the node Ready."""
+        from kubernetes import client
+
+        self.exec(node, ["systemctl", "restart", "kubelet.service"])
+        started = time.monotonic()
+        wait_for(f"kubelet on {node} to answer /healthz after restart",
+                 lambda: self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"]), timeout)
+        core = client.CoreV1Api(self.api_client())
+
+        def ready() -> None:
+            status = core.read_node_status(node).status
+            cond = [c for c in status.conditions or [] if c.type == "Ready"]
+            if not cond or cond[0].status != "True":
+                raise ClusterError(f"node {node} Ready={cond[0].status if cond else 'missing'}")
+
+        wait_for(f"node {node} to be Ready after kubelet restart", ready,
+                 max(1.0, timeout - (time.monotonic() - started)))
+
+    def containerd_version(self, node: str) -> tuple[int, int, int]:
+        return parse_containerd_version(self.exec(node, ["containerd", "--version"]))
+
+    def containerd_config(self, node: str) -> tuple[int, list[str]]:
+        """(config version, config_path values) read from ``containerd config dump`` at runtime."""
+        dump = self.exec(node, ["containerd", "config", "dump"])
+        return parse_config_version(dump), config_paths(dump)
+
+    def journal_tail(self, node: str, unit: str = "containerd", lines: int = 40) -> str:
+        try:
+            return self.exec(node, ["journalctl", "-u", unit, "-n", str(lines), "--no-pager"])
+        except CommandError as exc:
+            return f"(journal unavailable: {exc})"
+
+    # -- images -----------------------------------------------------------------------------
+    def load_image(self, image: str) -> None:
+        """``kind load docker-image``; falls back to ``docker save`` + ``kind load image-archive``
+        for Docker's containerd image store, where the first fails (kind #3795)."""
+        log.warning("kindreg: loading %s into the nodes of %s...", image, self.name)
+        try:
+            self.kind("load", "docker-image", image, "--name", self.name, timeout=300)
+            return
+        except CommandError as exc:
+            if "digest" not in exc.stderr and "not found" not in exc.stderr:
+                raise
+        with tempfile.TemporaryDirectory(prefix="kindreg-load-") as tmp:
+            archive = str(Path(tmp) / "image.tar")
+            arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+            try:
+                runner.run(["docker", "save", "--platform", f"linux/{arch}", "-o", archive, image], timeout=300)
+            except CommandError as exc:
+                if not re.search(r"unknown flag|platform", exc.stderr):
+                    raise
+                runner.run(["docker", "save", "-o", archive, image], timeout=300)
+            self.kind("load", "image-archive", archive, "--name", self.name, timeout=300)

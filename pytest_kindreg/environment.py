@@ -1,0 +1,217 @@
+"""``KindRegistryEnvironment``: the registries of the strategies in use, ONE kind cluster for all
+of them, and the wiring between (networks, hosts.toml, KEP-1755). Usable without pytest::
+
+    with KindRegistryEnvironment(["pull_secret", "certificate"]) as env:
+        ws = env.workspace("pull_secret")
+        ws.run_pod(ws.push("busybox:1.36"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_kindreg.cluster import KindCluster
+from pytest_kindreg.containerd import CERTS_D, HostsToml, hosts_dir
+from pytest_kindreg.docker_engine import RunIdentity, docker_client
+from pytest_kindreg.errors import ClusterError
+from pytest_kindreg.kind_config import KindClusterConfig
+from pytest_kindreg.node_credentials import NodeCredentials
+from pytest_kindreg.registry import PrivateRegistry
+from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
+from pytest_kindreg.workspace import KindPrivateRegistry
+
+log = logging.getLogger("pytest_kindreg")
+
+
+def default_state_dir() -> Path:
+    """Where kept clusters keep their mounted files between runs (never a temp dir)."""
+    return Path.home() / ".cache" / "pytest-kindreg"
+
+
+class KindRegistryEnvironment:
+    def __init__(
+        self,
+        strategies: Iterable[str],
+        *,
+        cluster_name: str | None = None,
+        node_image: str | None = None,
+        workers: int = 0,
+        kind_bin: str | None = None,
+        registry_image: str = "registry:2",
+        keep_cluster: bool = False,
+        reuse_cluster: bool = False,
+        identity: RunIdentity | None = None,
+        strategy_objects: dict[str, BaseStrategy] | None = None,
+    ) -> None:
+        self.strategy_names = tuple(sorted(set(validate_strategy_names(list(strategies)))))
+        if not self.strategy_names:
+            raise ValueError("at least one strategy is needed")
+        self.identity = identity or RunIdentity()
+        self.cluster_name = cluster_name or self.identity.prefix
+        self.node_image = node_image
+        self.workers = workers
+        self.kind_bin = kind_bin
+        self.registry_image = registry_image
+        self.keep_cluster = keep_cluster or reuse_cluster
+        self.reuse_cluster = reuse_cluster
+        self.strategies: dict[str, BaseStrategy] = {
+            name: (strategy_objects or {}).get(name) or create_strategy(name) for name in self.strategy_names
+        }
+        self.contexts: dict[str, StrategyContext] = {}
+        self.cluster: KindCluster | None = None
+        self._tmp: Path | None = None
+        self._docker: Any = None
+
+    def __repr__(self) -> str:
+        return f"<KindRegistryEnvironment cluster={self.cluster_name} strategies={list(self.strategy_names)}>"
+
+    def __enter__(self) -> KindRegistryEnvironment:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def cluster_dir(self) -> Path:
+        """Files the cluster mounts: kept with a kept cluster, else in this run's temp dir."""
+        if self.keep_cluster:
+            return default_state_dir() / self.cluster_name
+        assert self._tmp is not None
+        return self._tmp / "cluster"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self._docker = docker_client()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.identity.prefix}-"))
+        self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cluster = KindCluster(self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir)
+        node_credentials = NodeCredentials(self.cluster_dir / "kubelet-config.json")
+        # Each strategy gets its own registry and credentials, so that one strategy's
+        # credentials can never make another strategy's test pass.
+        for name, strategy in self.strategies.items():
+            registry = PrivateRegistry(
+                image=self.registry_image, identity=self.identity, role=f"reg-{name}", docker=self._docker,
+                **strategy.registry_options,
+            ).start()
+            workdir = self._tmp / name
+            workdir.mkdir(mode=0o700)
+            self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
+        config = KindClusterConfig(
+            name=self.cluster_name,
+            node_image=self.node_image,
+            workers=self.workers,
+            contributions=tuple(
+                self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items()
+            ),
+        )
+        reused = False
+        if cluster.exists():
+            if not self.reuse_cluster:
+                raise ClusterError(
+                    f"a kind cluster named {self.cluster_name!r} already exists and this run did not create it; "
+                    "pass --kindreg-reuse-cluster to reuse it, or choose another --kindreg-cluster-name"
+                )
+            cluster.reuse(config)
+            reused = True
+        else:
+            cluster.create(config)
+        self.cluster = cluster
+        for ctx in self.contexts.values():
+            ctx.cluster = cluster
+        self._wire(cluster)
+        for name, ctx in self.contexts.items():
+            self.strategies[name].prepare_nodes(ctx, reused=reused)
+
+    def _wire(self, cluster: KindCluster) -> None:
+        nodes = cluster.nodes()
+        for node in nodes:
+            _version, paths = cluster.containerd_config(node)
+            if CERTS_D not in ":".join(paths).split(":"):
+                raise ClusterError(
+                    f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
+                    "ignored kind's containerdConfigPatches"
+                )
+        for ctx in self.contexts.values():
+            registry = ctx.registry
+            registry.connect(cluster.network)
+            for image_host in (ctx.image_host, ctx.anonymous_host):
+                directory = hosts_dir(image_host)
+                ca = None
+                if registry.tls_files is not None:
+                    ca = f"{directory}/ca.crt"
+                    cluster.write_file_all(ca, registry.tls_files.ca.read_bytes())
+                cluster.write_file_all(
+                    f"{directory}/hosts.toml", HostsToml(endpoint=registry.network_endpoint, ca=ca).render()
+                )
+        self._publish_local_registry_hosting(cluster)
+
+    def _publish_local_registry_hosting(self, cluster: KindCluster) -> None:
+        """KEP-1755: tools discover the (first) registry from kube-public/local-registry-hosting."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        first = self.contexts[self.strategy_names[0]].registry
+        hosting = {
+            "host": first.host,
+            "hostFromContainerRuntime": first.host,
+            "hostFromClusterNetwork": f"{first.name}:5000",
+            "help": "https://kind.sigs.k8s.io/docs/user/local-registry/",
+        }
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="local-registry-hosting", namespace="kube-public"),
+            data={"localRegistryHosting.v1": yaml.safe_dump(hosting, sort_keys=False)},
+        )
+        core = client.CoreV1Api(cluster.api_client())
+        try:
+            core.create_namespaced_config_map("kube-public", body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            core.replace_namespaced_config_map("local-registry-hosting", "kube-public", body)
+
+    def workspace(
+        self, strategy: str, namespace: str | None = None, test_name: str = ""
+    ) -> KindPrivateRegistry:
+        """A per-test view: the strategy, its registry, the cluster, and its own namespace."""
+        if strategy not in self.contexts:
+            raise ValueError(f"strategy {strategy!r} was not set up by this environment ({self.strategy_names})")
+        assert self.cluster is not None
+        return KindPrivateRegistry(
+            self.strategies[strategy], self.contexts[strategy], self.cluster, namespace=namespace,
+            run_id=self.identity.run_id, test_name=test_name,
+        )
+
+    def close(self) -> None:
+        for name, ctx in self.contexts.items():
+            with contextlib.suppress(Exception):
+                self.strategies[name].cleanup(ctx)
+            ctx.registry.stop()
+        self.contexts.clear()
+        if self.cluster is not None:
+            if self.keep_cluster and (self.cluster.created or self.cluster.reused):
+                log.warning("kindreg: keeping cluster %s (kubeconfig %s)", self.cluster_name, self.cluster.kubeconfig)
+                self.cluster.created = False
+            try:
+                self.cluster.delete()
+            finally:
+                if not self.keep_cluster:
+                    shutil.rmtree(self.cluster.workdir, ignore_errors=True)
+            self.cluster = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None

@@ -1,0 +1,244 @@
+"""pytest wiring for pytest-kindreg: options, markers, fixtures and a few hooks.
+
+Everything else is plain classes usable without pytest (PrivateRegistry, KindCluster,
+KindRegistryEnvironment, the strategies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_kindreg.cluster import KindCluster, kind_available
+from pytest_kindreg.docker_engine import RunIdentity, docker_available, docker_client
+from pytest_kindreg.environment import KindRegistryEnvironment
+from pytest_kindreg.errors import KindregError, UnknownStrategyError
+from pytest_kindreg.registry import PrivateRegistry
+from pytest_kindreg.settings import Settings, add_options
+from pytest_kindreg.strategies import STRATEGY_NAMES, validate_strategy_names
+from pytest_kindreg.workspace import KindPrivateRegistry
+
+MARKER = "kindreg_strategy"
+FIXTURE = "kind_private_registry"
+settings_key = pytest.StashKey[Settings]()
+needed_key = pytest.StashKey[set[str]]()
+environment_key = pytest.StashKey[KindRegistryEnvironment]()
+workspace_key = pytest.StashKey[KindPrivateRegistry]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(*names): run the test once per named auth strategy ({', '.join(STRATEGY_NAMES)}); "
+        "the kind_private_registry fixture applies it",
+    )
+    settings = Settings.from_config(config)
+    for names in (settings.strategies_selected, settings.default_strategies):
+        try:
+            validate_strategy_names(list(names))
+        except UnknownStrategyError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    config.stash[settings_key] = settings
+    config.stash[needed_key] = set()
+
+
+def _strategies_for(definition: Any, settings: Settings) -> tuple[str, ...]:
+    markers = list(definition.iter_markers(MARKER))
+    if not markers:
+        return settings.default_strategies
+    marker = markers[0]  # the closest one wins, as with any pytest marker
+    if marker.kwargs or not marker.args:
+        raise pytest.UsageError(
+            f"{definition.nodeid}: @pytest.mark.{MARKER} takes one or more strategy names as positional "
+            f"arguments, e.g. @pytest.mark.{MARKER}('pull_secret', 'side_load'); got "
+            f"args={marker.args!r} kwargs={marker.kwargs!r}. Valid strategies: {', '.join(STRATEGY_NAMES)}"
+        )
+    try:
+        names = validate_strategy_names(list(marker.args))
+    except UnknownStrategyError as exc:
+        raise pytest.UsageError(f"{definition.nodeid}: {exc}") from None
+    return tuple(dict.fromkeys(names))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if FIXTURE not in metafunc.fixturenames:
+        return
+    names = _strategies_for(metafunc.definition, metafunc.config.stash[settings_key])
+    metafunc.parametrize("kindreg_strategy_name", names, ids=list(names), indirect=True, scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[settings_key]
+    selected, deselected = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        strategy = callspec.params.get("kindreg_strategy_name") if callspec else None
+        if strategy and settings.strategies_selected and strategy not in settings.strategies_selected:
+            deselected.append(item)
+            continue
+        selected.append(item)
+        if strategy:
+            config.stash[needed_key].add(strategy)
+        elif "kind_cluster" in getattr(item, "fixturenames", ()) or "kube_client" in getattr(item, "fixturenames", ()):
+            config.stash[needed_key].update(settings.default_strategies)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[settings_key]
+    required = "all" if settings.strict else ", ".join(sorted(settings.required)) or "none (missing ones skip)"
+    return [
+        f"kindreg: registry image {settings.registry_image}, node image {settings.node_image or 'kind default'}, "
+        f"cluster {settings.cluster_name or 'kindreg-<run id>'} "
+        f"({'reuse' if settings.reuse_cluster else 'new'}{', kept' if settings.keep_cluster else ''}), "
+        f"required: {required}"
+    ]
+
+
+def _require(settings: Settings, requirement: str, problem: str | None) -> None:
+    """Skip when a requirement is missing, or fail when the run said it is required."""
+    if problem is None:
+        return
+    if settings.requires(requirement):
+        pytest.fail(f"kindreg: {problem} (required by --kindreg-strict/--kindreg-require)", pytrace=False)
+    pytest.skip(f"kindreg: {problem}")
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kindreg_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved options and ini keys (frozen)."""
+    return pytestconfig.stash[settings_key]
+
+
+@pytest.fixture(scope="session")
+def kindreg_identity() -> RunIdentity:
+    """The run id and labels every container, network and cluster of this run carries."""
+    return RunIdentity()
+
+
+@pytest.fixture(scope="session")
+def kindreg_docker(kindreg_settings: Settings) -> Iterator[Any]:
+    """A docker SDK client; skips (or fails, when required) if no engine answers."""
+    _require(kindreg_settings, "docker", docker_available())
+    client = docker_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kindreg_test_image(kindreg_settings: Settings, kindreg_docker: Any) -> str:
+    """A small local image to push (``kindreg-test/busybox:1.0`` unless ini kindreg_test_image says)."""
+    from docker.errors import ImageNotFound
+
+    try:
+        kindreg_docker.images.get(kindreg_settings.test_image)
+    except ImageNotFound:
+        _require(
+            kindreg_settings, "docker",
+            f"test image {kindreg_settings.test_image!r} is not present; build it offline with "
+            "`kindreg build-images` (or pull/build it and set ini kindreg_test_image)",
+        )
+    return kindreg_settings.test_image
+
+
+@pytest.fixture(scope="session")
+def private_registry(
+    kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
+) -> Iterator[PrivateRegistry]:
+    """A started :class:`PrivateRegistry` (htpasswd, random credentials), for the whole session."""
+    with PrivateRegistry(
+        image=kindreg_settings.registry_image, identity=kindreg_identity, docker=kindreg_docker
+    ) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def kindreg_environment(
+    pytestconfig: pytest.Config, kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
+) -> Iterator[KindRegistryEnvironment]:
+    """The registries of every strategy the collected tests use, and ONE cluster for all of them."""
+    _require(kindreg_settings, "kind", kind_available(kindreg_settings.kind_bin))
+    strategies = pytestconfig.stash[needed_key] or set(kindreg_settings.default_strategies)
+    environment = KindRegistryEnvironment(
+        sorted(strategies),
+        cluster_name=kindreg_settings.cluster_name,
+        node_image=kindreg_settings.node_image,
+        workers=kindreg_settings.workers,
+        kind_bin=kindreg_settings.kind_bin,
+        registry_image=kindreg_settings.registry_image,
+        keep_cluster=kindreg_settings.keep_cluster,
+        reuse_cluster=kindreg_settings.reuse_cluster,
+        identity=kindreg_identity,
+    )
+    with environment:
+        pytestconfig.stash[environment_key] = environment
+        yield environment
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(kindreg_environment: KindRegistryEnvironment) -> KindCluster:
+    """The session's :class:`KindCluster`, already wired to the registries."""
+    assert kindreg_environment.cluster is not None
+    return kindreg_environment.cluster
+
+
+@pytest.fixture(scope="session")
+def kube_client(kind_cluster: KindCluster) -> Any:
+    """A ``kubernetes.client.ApiClient`` bound to the cluster's own kubeconfig."""
+    return kind_cluster.api_client()
+
+
+@pytest.fixture
+def kindreg_strategy_name(request: pytest.FixtureRequest) -> str:
+    """The strategy of this test case (set by the kindreg_strategy marker's parametrization)."""
+    return str(getattr(request, "param", None) or request.config.stash[settings_key].default_strategies[0])
+
+
+@pytest.fixture
+def kind_private_registry(
+    request: pytest.FixtureRequest, kindreg_environment: KindRegistryEnvironment, kindreg_strategy_name: str
+) -> Iterator[KindPrivateRegistry]:
+    """The strategy in effect, its registry, the cluster, a client and a namespace of the test's own."""
+    for context in kindreg_environment.contexts.values():
+        context.registry.ensure_running()
+    workspace = kindreg_environment.workspace(kindreg_strategy_name, test_name=request.node.name)
+    request.node.stash[workspace_key] = workspace
+    with workspace:
+        yield workspace
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    workspace = item.stash.get(workspace_key, None)
+    if workspace is not None and report.failed and call.when == "call":
+        for title, text in _diagnostics(workspace):
+            report.sections.append((f"kindreg {title}", text))
+    return report
+
+
+def _diagnostics(workspace: KindPrivateRegistry) -> list[tuple[str, str]]:
+    from pytest_kindreg.diagnosis import format_event
+
+    sections: list[tuple[str, str]] = []
+    try:
+        events = workspace.core.list_namespaced_event(workspace.namespace).items
+        sections.append(("pod events", "\n".join(format_event(e) for e in events) or "(none)"))
+    except Exception as exc:
+        sections.append(("pod events", f"(unavailable: {exc})"))
+    sections.append((f"registry {workspace.registry.name} log (tail)", workspace.registry.logs_tail(30)))
+    try:
+        node = workspace.cluster.nodes()[0]
+        sections.append((f"{node} containerd journal (tail)", workspace.cluster.journal_tail(node)))
+    except KindregError as exc:
+        sections.append(("containerd journal", f"(unavailable: {exc})"))
+    return sections

@@ -1,0 +1,245 @@
+"""``KindPrivateRegistry``: what the ``kind_private_registry`` fixture yields for one test —
+the strategy in effect, its registry, the cluster, a client, and a namespace of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_kindreg.diagnosis import diagnose_pull_failure, summarize_pod
+from pytest_kindreg.errors import KindregError, PodStartError
+from pytest_kindreg.registry import split_reference
+from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
+
+if TYPE_CHECKING:
+    from pytest_kindreg.cluster import KindCluster
+    from pytest_kindreg.registry import PrivateRegistry
+
+PULL_FAILURE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:limit].strip("-") or "test"
+
+
+@dataclass(frozen=True)
+class PullRefusal:
+    """A pull the registry refused, as the pod's events tell it."""
+
+    image: str
+    reason: str
+    message: str
+
+
+class KindPrivateRegistry:
+    def __init__(
+        self,
+        strategy: BaseStrategy,
+        context: StrategyContext,
+        cluster: KindCluster,
+        *,
+        namespace: str | None = None,
+        run_id: str = "",
+        test_name: str = "",
+    ) -> None:
+        from kubernetes import client
+
+        self.strategy = strategy
+        self.context = context
+        self.cluster = cluster
+        self.api_client = cluster.api_client()
+        self.core = client.CoreV1Api(self.api_client)
+        self.namespace = namespace or f"kr-{_slug(test_name or strategy.name, 40)}-{secrets.token_hex(3)}"
+        self.run_id = run_id
+        self._pod_patch: PodPatch | None = None
+        self._pods: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<KindPrivateRegistry strategy={self.strategy.name} namespace={self.namespace} registry={self.registry!r}>"
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def registry(self) -> PrivateRegistry:
+        return self.context.registry
+
+    # -- namespace lifecycle ------------------------------------------------------------------
+    def setup(self) -> KindPrivateRegistry:
+        from kubernetes import client
+
+        self.core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(
+                    name=self.namespace,
+                    labels={"app.kubernetes.io/managed-by": "kindreg", "kindreg/run": self.run_id or "none",
+                            "kindreg/strategy": self.strategy.name},
+                )
+            )
+        )
+        self._pod_patch = self.strategy.prepare_namespace(self.context, self.core, self.namespace)
+        return self
+
+    def teardown(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespace(self.namespace, propagation_policy="Background", grace_period_seconds=0)
+
+    def __enter__(self) -> KindPrivateRegistry:
+        return self.setup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    @property
+    def pod_patch(self) -> PodPatch:
+        if self._pod_patch is None:
+            raise KindregError("the workspace is not set up (call setup() or use it as a context manager)")
+        return self._pod_patch
+
+    # -- images -------------------------------------------------------------------------------
+    def push(self, local_image: str, repository: str | None = None, tag: str | None = None) -> str:
+        """Push a local image to this strategy's registry and make it available the strategy's way.
+
+        Returns the reference pods should use. The tag is unique to this call unless given, so
+        no node cache can answer for another test (and side-loaded tags are never ``latest``).
+        """
+        src_repo, src_tag = split_reference(local_image)
+        repository = repository or f"{self.namespace}/{src_repo.rsplit('/', 1)[-1]}"
+        tag = tag or f"{src_tag}-{secrets.token_hex(3)}"
+        reference = self.registry.push(local_image, repository=repository, tag=tag)
+        return self.strategy.publish(self.context, reference)
+
+    # -- pods ---------------------------------------------------------------------------------
+    def pod_manifest(
+        self, image: str, *, name: str | None = None, command: list[str] | None = None,
+        patch: PodPatch | None = None,
+    ) -> Any:
+        from kubernetes import client
+
+        patch = self.pod_patch if patch is None else patch
+        container = client.V1Container(
+            name="main", image=image, command=command or ["sleep", "3600"],
+            image_pull_policy=patch.image_pull_policy,
+        )
+        return client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name or f"pod-{secrets.token_hex(3)}", namespace=self.namespace),
+            spec=client.V1PodSpec(
+                containers=[container],
+                image_pull_secrets=[client.V1LocalObjectReference(name=n) for n in patch.image_pull_secrets] or None,
+                restart_policy="Never",
+                termination_grace_period_seconds=0,
+            ),
+        )
+
+    def events(self, pod_name: str) -> list[Any]:
+        events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod_name}")
+        return sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
+
+    def _pull_failure(self, pod: Any) -> str | None:
+        for status in (pod.status.container_statuses or []) if pod.status else []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason in PULL_FAILURE_REASONS:
+                return str(waiting.reason)
+        return None
+
+    def _wait_pod(self, name: str, timeout: float) -> tuple[Any, str | None]:
+        """Wait until the pod runs or its image pull fails; (pod, failure reason or None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+            if pod.status and pod.status.phase == "Running":
+                return pod, None
+            failure = self._pull_failure(pod)
+            if failure:
+                return pod, failure
+            if time.monotonic() > deadline:
+                return pod, "Timeout"
+            time.sleep(1.0)
+
+    def diagnose(self, pod: Any) -> list[str]:
+        from kubernetes import client
+
+        secrets_here = self.core.list_namespaced_secret(self.namespace).items
+        wanted = {ref.name for ref in pod.spec.image_pull_secrets or []}
+        elsewhere: dict[str, list[str]] = {}
+        if wanted - {s.metadata.name for s in secrets_here}:
+            with contextlib.suppress(Exception):
+                for secret in client.CoreV1Api(self.api_client).list_secret_for_all_namespaces().items:
+                    if secret.metadata.name in wanted and secret.metadata.namespace != self.namespace:
+                        elsewhere.setdefault(secret.metadata.name, []).append(secret.metadata.namespace)
+        return diagnose_pull_failure(pod, secrets_here, self.events(pod.metadata.name), elsewhere)
+
+    def run_pod(
+        self, image: str, *, name: str | None = None, command: list[str] | None = None,
+        timeout: float = 180.0, patch: PodPatch | None = None,
+    ) -> Any:
+        """Create a pod with the strategy applied and wait until it is Running.
+
+        On failure raises :class:`PodStartError` with the pod's events (e.g. ``ErrImagePull ...
+        401 Unauthorized``) and the likely causes.
+        """
+        manifest = self.pod_manifest(image, name=name, command=command, patch=patch)
+        self.core.create_namespaced_pod(self.namespace, manifest)
+        self._pods.append(manifest.metadata.name)
+        pod, failure = self._wait_pod(manifest.metadata.name, timeout)
+        if failure is None:
+            return pod
+        events = self.events(pod.metadata.name)
+        diagnosis = self.diagnose(pod)
+        message = (
+            f"pod {self.namespace}/{pod.metadata.name} ({image}, strategy {self.strategy.name}) did not start: "
+            f"{failure}\n{summarize_pod(pod, events)}"
+        )
+        if diagnosis:
+            message += "\nlikely causes:\n" + "\n".join(f"  - {d}" for d in diagnosis)
+        from pytest_kindreg.diagnosis import format_event
+
+        raise PodStartError(message, [format_event(e) for e in events], diagnosis)
+
+    def expect_pull_refused(
+        self, image: str, *, patch: PodPatch | None = None, timeout: float = 180.0,
+        pattern: re.Pattern[str] | None = None,
+    ) -> PullRefusal:
+        """Create a pod that must NOT be able to pull ``image``; returns the refusal the node saw.
+
+        Fails if the pod runs, or if the pull failed for a reason other than credentials.
+        """
+        pattern = pattern or self.strategy.refusal
+        try:
+            pod = self.run_pod(image, patch=patch, timeout=timeout)
+        except PodStartError as exc:
+            text = "\n".join(exc.events) + "\n" + str(exc)
+            match = pattern.search(text)
+            if not match:
+                raise AssertionError(
+                    f"the pull of {image} failed, but not for lack of credentials "
+                    f"(expected /{pattern.pattern}/):\n{exc}"
+                ) from exc
+            return PullRefusal(image, match.group(0), text)
+        raise AssertionError(
+            f"pod {pod.metadata.name} ran {image} although the {self.strategy.name} credentials were removed: "
+            "something else supplied them (node cache, another strategy's credentials)"
+        )
+
+    def negative_control(self, local_image: str) -> PullRefusal:
+        """Push ``local_image`` under a fresh tag and prove that, with this strategy's credentials
+        removed, nodes cannot pull it (recognised from the pod's events)."""
+        src_repo, src_tag = split_reference(local_image)
+        repository = f"{self.namespace}/{src_repo.rsplit('/', 1)[-1]}-negative"
+        fresh = self.registry.push(local_image, repository=repository, tag=f"neg-{secrets.token_hex(4)}")
+        reference, patch = self.strategy.negative_control(self.context, fresh)
+        return self.expect_pull_refused(reference, patch=patch)
+
+    def rotate_credentials(self) -> Any:
+        """access_token only: fetch a fresh token, write it to the nodes, restart kubelet."""
+        rotate = getattr(self.strategy, "rotate", None)
+        if rotate is None:
+            raise KindregError(f"strategy {self.strategy.name} has no credential rotation (only access_token)")
+        return rotate(self.context)

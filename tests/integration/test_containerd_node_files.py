@@ -1,0 +1,293 @@
+"""The files the strategies write into kind nodes, checked against a real containerd and a real registry.
+
+No cluster: a standalone containerd of the test's own (``containerd_harness``) pulls through
+``ctr images pull --hosts-dir``, which runs the same ``ConfigureHosts`` code the CRI plugin uses
+for ``/etc/containerd/certs.d/<image-host>/hosts.toml`` on a node. The image host is an
+unresolvable alias (``.invalid``, RFC 6761), so a successful pull can only have gone through the
+endpoint ``hosts.toml`` names — as ``localhost:5001`` is mapped to ``kind-registry:5000`` in kind.
+``ctr --user`` answers whatever host containerd contacts, like the server-less credentials
+kubelet sends over CRI (kind-containerd-facts §5, [derived]).
+
+The node ``config.json`` (node_config strategy) is checked with the real docker CLI instead:
+both read the same inline ``auths`` format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker.errors import ImageNotFound
+
+from pytest_kindreg.containerd import HostsToml, hosts_dir
+from pytest_kindreg.credentials import docker_config, write_private_file
+from pytest_kindreg.docker_engine import RunIdentity
+from pytest_kindreg.registry import PrivateRegistry
+from tests.integration.containerd_harness import StandaloneContainerd, which_containerd
+
+pytestmark = [pytest.mark.containerd, pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
+
+ALIAS = "kindreg-alias.invalid:5000"  # never resolves: only hosts.toml can make it reachable
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (our containerd's private config path)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def standalone_containerd(request: pytest.FixtureRequest) -> Iterator[StandaloneContainerd]:
+    reason = which_containerd()
+    if reason:
+        config = request.config
+        if config.getoption("kindreg_strict") or "docker" in (config.getoption("kindreg_require") or []):
+            pytest.fail(f"kindreg: {reason} (required by --kindreg-strict/--kindreg-require)", pytrace=False)
+        pytest.skip(f"kindreg: {reason}")
+    with StandaloneContainerd() as ctrd:
+        config_path = str(ctrd.config_path)
+        directory = ctrd.directory
+        assert _processes_with(config_path) == [ctrd.pid]
+        yield ctrd
+    assert _processes_with(config_path) == [], "the standalone containerd outlived its harness"
+    assert not directory.exists(), f"{directory} was not removed"
+
+
+@pytest.fixture
+def registry_factory(kindreg_docker: Any, kindreg_identity: RunIdentity) -> Any:
+    """``with registry_factory(**options) as reg``: a registry of this run, cleaned up on exit."""
+
+    def make(**options: Any) -> PrivateRegistry:
+        return PrivateRegistry(identity=kindreg_identity, docker=kindreg_docker, **options)
+
+    return make
+
+
+def _push(registry: PrivateRegistry, docker: Any, image: str, repository: str) -> str:
+    """Push ``image`` as ``repository:1.0``; return the same path under the alias image host."""
+    reference = registry.push(image, repository=repository, tag="1.0")
+    docker.images.remove(reference, noprune=True)  # push leaves a host-side tag behind
+    return f"{ALIAS}/{repository}:1.0"
+
+
+def _write_hosts(root: Path, hosts: HostsToml) -> Path:
+    """Write ``<root>/<alias>/hosts.toml`` the way a node has it under /etc/containerd/certs.d."""
+    directory = Path(hosts_dir(ALIAS, str(root)))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.toml").write_text(hosts.render())
+    return directory
+
+
+def _copy_tls_files(registry: PrivateRegistry, root: Path) -> Path:
+    """ca.crt, client.cert, client.key under the alias dir: the certificate strategy's node layout."""
+    files = registry.tls_files
+    assert files is not None
+    directory = Path(hosts_dir(ALIAS, str(root)))
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(files.ca, directory / "ca.crt")
+    if files.client_cert is not None and files.client_key is not None:
+        shutil.copyfile(files.client_cert, directory / "client.cert")
+        write_private_file(directory / "client.key", files.client_key.read_bytes())
+    return directory
+
+
+def _assert_pulled(ctrd: StandaloneContainerd, reference: str, result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"pull failed:\n{result.stderr}\n{ctrd.log_tail()}"
+    listed = ctrd.ctr("images", "ls", "-q", timeout=30).stdout.split()
+    assert reference in listed
+    # Remove it and collect its content, so the next pull of the same blobs fetches them again.
+    removed = ctrd.ctr("images", "rm", "--sync", reference, timeout=30)
+    assert removed.returncode == 0, removed.stderr
+    assert ctrd.ctr("content", "ls", "-q", timeout=30).stdout.split() == []
+
+
+def _failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, f"pull should have failed:\n{result.stdout}"
+    assert "ctr: " in result.stderr
+    return result.stderr
+
+
+@contextlib.contextmanager
+def _refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound (nobody else can take it), not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+# -- a. plain HTTP + htpasswd: hosts.toml mirror mapping, credentials answered by the mirror ----------
+def test_htpasswd_registry_behind_alias(
+    standalone_containerd: StandaloneContainerd,
+    registry_factory: Any,
+    kindreg_docker: Any,
+    kindreg_test_image: str,
+    tmp_path: Path,
+) -> None:
+    ctrd = standalone_containerd
+    with registry_factory() as reg:
+        ref = _push(reg, kindreg_docker, kindreg_test_image, "nodefiles/htpasswd")
+        endpoint = f"http://127.0.0.1:{reg.port}"
+        user = f"{reg.username}:{reg.password}"
+        certs_d = tmp_path / "certs.d"
+        _write_hosts(certs_d, HostsToml(endpoint=endpoint))
+
+        # Without a hosts.toml the alias goes nowhere: the success below is the mapping's doing.
+        unmapped = _failure(ctrd.pull(ref, tmp_path / "empty-certs.d", user=user))
+        assert "kindreg-alias.invalid" in unmapped
+        assert "no such host" in unmapped
+
+        no_user = _failure(ctrd.pull(ref, certs_d))
+        assert "no basic auth credentials" in no_user
+
+        wrong_password = _failure(ctrd.pull(ref, certs_d, user=f"{reg.username}:not-{reg.password}"))
+        assert f"{endpoint}/v2/nodefiles/htpasswd/manifests/1.0: 401 Unauthorized" in wrong_password
+
+        with _refused_port() as dead_port:
+            dead_d = tmp_path / "dead-certs.d"
+            _write_hosts(dead_d, HostsToml(endpoint=f"http://127.0.0.1:{dead_port}"))
+            refused = _failure(ctrd.pull(ref, dead_d, user=user))
+        assert f"dial tcp 127.0.0.1:{dead_port}: connect: connection refused" in refused
+
+        _assert_pulled(ctrd, ref, ctrd.pull(ref, certs_d, user=user))
+
+
+# -- b. mTLS: the certificate strategy's node files ------------------------------------------------
+def test_client_certificate_registry_behind_alias(
+    standalone_containerd: StandaloneContainerd,
+    registry_factory: Any,
+    kindreg_docker: Any,
+    kindreg_test_image: str,
+    tmp_path: Path,
+) -> None:
+    ctrd = standalone_containerd
+    with registry_factory(client_auth=True, htpasswd=False) as reg:
+        ref = _push(reg, kindreg_docker, kindreg_test_image, "nodefiles/mtls")
+        endpoint = f"https://127.0.0.1:{reg.port}"
+
+        full_d = tmp_path / "full"
+        d = _copy_tls_files(reg, full_d)
+        _write_hosts(full_d, HostsToml(endpoint, ca=f"{d}/ca.crt", client=(f"{d}/client.cert", f"{d}/client.key")))
+
+        # Same files on disk, but hosts.toml does not name the client pair: containerd only falls
+        # back to picking up *.cert/*.key files when there is no hosts.toml at all.
+        no_client_d = tmp_path / "no-client"
+        d2 = _copy_tls_files(reg, no_client_d)
+        _write_hosts(no_client_d, HostsToml(endpoint, ca=f"{d2}/ca.crt"))
+        no_client = _failure(ctrd.pull(ref, no_client_d))
+        assert "remote error: tls: certificate required" in no_client
+
+        no_ca_d = tmp_path / "no-ca"
+        d3 = _copy_tls_files(reg, no_ca_d)
+        _write_hosts(no_ca_d, HostsToml(endpoint, client=(f"{d3}/client.cert", f"{d3}/client.key")))
+        no_ca = _failure(ctrd.pull(ref, no_ca_d))
+        assert "x509: certificate signed by unknown authority" in no_ca
+
+        _assert_pulled(ctrd, ref, ctrd.pull(ref, full_d))
+
+
+# -- c. TLS + htpasswd: CA-only hosts.toml, password from the pull -------------------------------------
+def test_tls_htpasswd_registry_behind_alias(
+    standalone_containerd: StandaloneContainerd,
+    registry_factory: Any,
+    kindreg_docker: Any,
+    kindreg_test_image: str,
+    tmp_path: Path,
+) -> None:
+    ctrd = standalone_containerd
+    with registry_factory(tls=True) as reg:
+        ref = _push(reg, kindreg_docker, kindreg_test_image, "nodefiles/tls")
+        endpoint = f"https://127.0.0.1:{reg.port}"
+        user = f"{reg.username}:{reg.password}"
+
+        ca_d = tmp_path / "ca"
+        d = _copy_tls_files(reg, ca_d)
+        _write_hosts(ca_d, HostsToml(endpoint, ca=f"{d}/ca.crt"))
+
+        no_ca_d = tmp_path / "no-ca"
+        _copy_tls_files(reg, no_ca_d)
+        _write_hosts(no_ca_d, HostsToml(endpoint))
+        no_ca = _failure(ctrd.pull(ref, no_ca_d, user=user))
+        assert "x509: certificate signed by unknown authority" in no_ca
+
+        # TLS alone is not the credential here.
+        no_user = _failure(ctrd.pull(ref, ca_d))
+        assert "no basic auth credentials" in no_user
+
+        _assert_pulled(ctrd, ref, ctrd.pull(ref, ca_d, user=user))
+
+
+# -- d. node_config: the node's config.json, read by a real docker CLI ---------------------------------
+def _docker_pull(config_dir: Path, reference: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "--config", str(config_dir), "pull", reference],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def _remove_tag(docker: Any, reference: str) -> None:
+    with contextlib.suppress(ImageNotFound):
+        docker.images.remove(reference, noprune=True)
+
+
+def test_node_config_json_authenticates_a_pull(
+    registry_factory: Any, kindreg_docker: Any, kindreg_test_image: str, tmp_path: Path
+) -> None:
+    if shutil.which("docker") is None:
+        pytest.fail("the docker CLI is not on PATH (the engine answers, the client is missing)")
+    with registry_factory() as reg:
+        reference = reg.push(kindreg_test_image, repository="nodefiles/config-json", tag="1.0")
+        try:
+            _remove_tag(kindreg_docker, reference)
+
+            empty_d = tmp_path / "empty"
+            write_private_file(empty_d / "config.json", json.dumps({"auths": {}}))
+            refused = _docker_pull(empty_d, reference)
+            assert refused.returncode != 0, refused.stdout
+            assert "no basic auth credentials" in refused.stderr
+            with pytest.raises(ImageNotFound):
+                kindreg_docker.images.get(reference)
+
+            node_d = tmp_path / "node"
+            path = write_private_file(
+                node_d / "config.json", json.dumps(docker_config({reg.host: reg.credentials}))
+            )
+            assert path.stat().st_mode & 0o777 == 0o600
+            pulled = _docker_pull(node_d, reference)
+            assert pulled.returncode == 0, pulled.stderr
+            assert reference in kindreg_docker.images.get(reference).tags
+        finally:
+            _remove_tag(kindreg_docker, reference)
+
+
+# -- the harness itself -----------------------------------------------------------------------------
+def test_harness_stops_containerd_and_removes_its_dirs() -> None:
+    reason = which_containerd()
+    if reason:
+        pytest.skip(reason)
+    with StandaloneContainerd() as ctrd:
+        config_path, directory, pid = str(ctrd.config_path), ctrd.directory, ctrd.pid
+        assert _processes_with(config_path) == [pid]
+        assert ctrd.ctr("version", timeout=10).returncode == 0
+        assert "/var/lib/containerd" not in ctrd.render_config()
+    assert _processes_with(config_path) == []
+    assert not directory.exists()
+    assert ctrd.process is None
