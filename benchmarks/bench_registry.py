@@ -10,15 +10,18 @@ with ``time.perf_counter``:
 4. stop (remove) the container and remove the local tags the cycle created.
 
 One untimed warm-up cycle of each implementation comes first (it also checks that both registries
-really require the credentials and measures what a single request costs on each), then ``--pairs``
-timed pairs whose order alternates (ABBA) to spread drift and noise over both implementations.
+really refuse anonymous requests, and counts from the registry log the requests a cycle makes), then
+``--pairs`` timed pairs whose order alternates (ABBA) to spread drift and noise over both
+implementations. Last, untimed, one registry of each runs side by side to measure what a single
+authenticated and anonymous ``GET /v2/`` costs on each: that, with the request counts, explains
+the difference.
 
 Usage::
 
     python benchmarks/bench_registry.py --pairs 7
 
 It is a report, not a test: it exits 0 whether or not the target (ours <= 1/3 of testcontainers)
-is met, 1 if the benchmark itself could not run, 130 on Ctrl-C. Every container it creates is
+is met, 1 if the benchmark itself could not run, 130 on Ctrl-C or SIGTERM. Every container it creates is
 removed on the way out, also on Ctrl-C, SIGTERM or an exception.
 """
 
@@ -49,7 +52,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from types import FrameType  # noqa: E402
 from typing import Any  # noqa: E402
@@ -74,7 +77,7 @@ BENCH_LABEL = "io.kindreg.bench"
 OURS = "ours"
 TC = "testcontainers"
 PHASES = ("start", "push", "pull", "stop")
-GET_SAMPLES = 5
+GET_SAMPLES = 9
 LOG_SETTLE = 0.3
 ACCESS_LOG = re.compile(r'"(?:GET|HEAD|PUT|POST|PATCH|DELETE) \S+ HTTP/[\d.]+" (\d{3}) ')
 AUTHORIZED = 'msg="authorized request"'
@@ -108,16 +111,24 @@ class Endpoint:
 class Inspection:
     """Facts gathered, untimed, during the warm-up cycle of one implementation."""
 
-    auth_get: float = 0.0
-    anon_get: float = 0.0
-    requests_start: int = 0
-    authorized_start: int = 0
-    requests_push_pull: int = 0
-    authorized_push_pull: int = 0
+    #: phase -> (password-checked requests, all requests), from the registry log
+    requests: dict[str, tuple[int, int]] = field(default_factory=dict)
     _baseline: tuple[int, int] = (0, 0)
 
+    def _count(self, phase: str, endpoint: Endpoint) -> None:
+        checked, total = _count_requests(endpoint.container)
+        self.requests[phase] = (checked - self._baseline[0], total - self._baseline[1])
+        self._baseline = (checked, total)
+
+    @property
+    def checked(self) -> int:
+        return sum(checked for checked, _total in self.requests.values())
+
+    def summary(self) -> str:
+        return " + ".join(f"{phase} {checked}/{total}" for phase, (checked, total) in self.requests.items())
+
     def after_start(self, endpoint: Endpoint) -> None:
-        self.requests_start, self.authorized_start = _count_requests(endpoint.container)
+        self._count("start", endpoint)
         url = f"http://{endpoint.host}/v2/"
         with requests.Session() as session:
             authed = session.get(url, auth=(endpoint.username, endpoint.password), timeout=10)
@@ -126,44 +137,51 @@ class Inspection:
             raise BenchError(f"authenticated GET {url} answered {authed.status_code} right after start")
         if anonymous.status_code != 401:
             raise BenchError(f"anonymous GET {url} answered {anonymous.status_code}: auth is not enforced")
-        # These two checks are counted neither in start's requests nor in push/pull's.
+        # These two checks are not the cycle's: move the baseline past them.
         self._baseline = _count_requests(endpoint.container)
 
+    def after_push(self, endpoint: Endpoint) -> None:
+        self._count("push", endpoint)
+
     def before_stop(self, endpoint: Endpoint) -> None:
-        total, authorized = _count_requests(endpoint.container)
-        self.requests_push_pull = total - self._baseline[0]
-        self.authorized_push_pull = authorized - self._baseline[1]
-        url = f"http://{endpoint.host}/v2/"
-        auth = (endpoint.username, endpoint.password)
-        with requests.Session() as session:  # keep-alive: time the registry, not TCP set-up
-            self.auth_get = _median_seconds(lambda: _expect(session.get(url, auth=auth, timeout=10), 200))
-            self.anon_get = _median_seconds(lambda: _expect(session.get(url, timeout=10), 401))
+        self._count("pull", endpoint)
+
+
+@dataclass
+class RequestCost:
+    """Median duration of one GET /v2/ on a registry, with and without the credentials."""
+
+    auth: list[float] = field(default_factory=list)
+    anon: list[float] = field(default_factory=list)
 
     @property
-    def check_cost(self) -> float:
-        """What the password check adds to one request: authenticated minus anonymous GET /v2/."""
+    def auth_get(self) -> float:
+        return statistics.median(self.auth)
+
+    @property
+    def anon_get(self) -> float:
+        return statistics.median(self.anon)
+
+    @property
+    def check(self) -> float:
+        """What the password check adds to one request: authenticated minus anonymous."""
         return max(0.0, self.auth_get - self.anon_get)
 
-
-def _expect(response: requests.Response, status: int) -> None:
-    if response.status_code != status:
-        raise BenchError(f"GET {response.url} answered {response.status_code}, expected {status}")
-
-
-def _median_seconds(call: Callable[[], None], samples: int = GET_SAMPLES) -> float:
-    times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    def sample(self, session: requests.Session, endpoint: Endpoint) -> None:
+        url = f"http://{endpoint.host}/v2/"
+        for auth, status, times in (((endpoint.username, endpoint.password), 200, self.auth), (None, 401, self.anon)):
+            started = time.perf_counter()
+            response = session.get(url, auth=auth, timeout=10)
+            times.append(time.perf_counter() - started)
+            if response.status_code != status:
+                raise BenchError(f"GET {url} answered {response.status_code}, expected {status}")
 
 
 def _count_requests(container: Any) -> tuple[int, int]:
-    """(HTTP requests served, requests that passed the htpasswd check) according to the registry log."""
+    """(requests that passed the htpasswd check, all HTTP requests) so far, from the registry log."""
     time.sleep(LOG_SETTLE)  # the registry logs a request after answering it
     logs = container.logs().decode(errors="replace")
-    return len(ACCESS_LOG.findall(logs)), logs.count(AUTHORIZED)
+    return logs.count(AUTHORIZED), len(ACCESS_LOG.findall(logs))
 
 
 class Bench:
@@ -247,6 +265,8 @@ class Bench:
             with _phase(cycle, "push"):
                 if reg.push(SOURCE_IMAGE, repository=REPOSITORY, tag=tag) != reference:
                     raise BenchError(f"PrivateRegistry.push did not return {reference}")
+            if inspection:
+                inspection.after_push(endpoint)
             with _phase(cycle, "pull"):
                 self._untag(reference)
                 self._verify_pulled(reg.pull(reference), reference)
@@ -259,11 +279,7 @@ class Bench:
             reg.stop()  # idempotent; removes the container if anything above failed
         return cycle
 
-    def cycle_tc(self, inspection: Inspection | None = None) -> Cycle:
-        tag = self._next()
-        cycle = Cycle(TC)
-        credentials = Credentials.random("tc")
-        auth_config = credentials.as_docker_auth_config()
+    def _tc_registry(self, credentials: Credentials) -> DockerRegistryContainer:
         registry = DockerRegistryContainer(
             image=REGISTRY_IMAGE,
             port=5000,
@@ -274,6 +290,14 @@ class Bench:
         # Published on 127.0.0.1 only, as ours is (testcontainers' default is every interface).
         # docker-py reads a 1-tuple as (host ip,) with a random host port.
         registry.ports["5000"] = ("127.0.0.1",)  # type: ignore[assignment]
+        return registry
+
+    def cycle_tc(self, inspection: Inspection | None = None) -> Cycle:
+        tag = self._next()
+        cycle = Cycle(TC)
+        credentials = Credentials.random("tc")
+        auth_config = credentials.as_docker_auth_config()
+        registry = self._tc_registry(credentials)
         stopped = False
         try:
             with _phase(cycle, "start"):
@@ -282,9 +306,7 @@ class Bench:
                 # returns, the authenticated /v2/ answered 200. No extra poll is needed.
                 registry.start()
                 host = registry.get_registry()
-            endpoint = Endpoint(
-                host, credentials.username, credentials.password, registry.get_wrapped_container()
-            )
+            endpoint = Endpoint(host, credentials.username, credentials.password, registry.get_wrapped_container())
             if inspection:
                 inspection.after_start(endpoint)
             repository = f"{host}/{REPOSITORY}"
@@ -297,6 +319,8 @@ class Bench:
                 ):
                     if "error" in line or "errorDetail" in line:
                         raise BenchError(f"push of {reference} failed: {line.get('error') or line}")
+            if inspection:
+                inspection.after_push(endpoint)
             with _phase(cycle, "pull"):
                 self._untag(reference)
                 try:
@@ -315,6 +339,37 @@ class Bench:
                 with contextlib.suppress(Exception):
                     registry.stop()
         return cycle
+
+    # -- what one request costs -----------------------------------------------------------------
+    def request_costs(self, samples: int = GET_SAMPLES) -> dict[str, RequestCost]:
+        """Run one registry of each side by side and time GET /v2/ on them in turn (untimed part)."""
+        costs = {OURS: RequestCost(), TC: RequestCost()}
+        reg = PrivateRegistry(image=REGISTRY_IMAGE, identity=self.identity, role="bench-requests")
+        credentials = Credentials.random("tc")
+        registry = self._tc_registry(credentials)
+        try:
+            reg.start()
+            registry.start()
+            endpoints = {
+                OURS: Endpoint(reg.host, reg.username, reg.password, reg.container),
+                TC: Endpoint(
+                    registry.get_registry(),
+                    credentials.username,
+                    credentials.password,
+                    registry.get_wrapped_container(),
+                ),
+            }
+            # One keep-alive session per registry: time the registry, not TCP set-up.
+            with requests.Session() as ours, requests.Session() as theirs:
+                sessions = {OURS: ours, TC: theirs}
+                for number in range(samples):
+                    for impl in (OURS, TC) if number % 2 == 0 else (TC, OURS):
+                        costs[impl].sample(sessions[impl], endpoints[impl])
+        finally:
+            reg.stop()
+            with contextlib.suppress(Exception):
+                registry.stop()
+        return costs
 
 
 @contextlib.contextmanager
@@ -342,9 +397,7 @@ def _ms(seconds: float) -> str:
 def print_pairs(pairs: list[tuple[str, Cycle, Cycle]]) -> None:
     print(f"{'pair':>4}  {'first':<14}  {'ours [s]':>9}  {'testcontainers [s]':>18}  {'ours/tc':>7}")
     for number, (first, ours, tc) in enumerate(pairs, 1):
-        print(
-            f"{number:>4}  {first:<14}  {ours.total:>9.3f}  {tc.total:>18.3f}  {ours.total / tc.total:>7.2f}"
-        )
+        print(f"{number:>4}  {first:<14}  {ours.total:>9.3f}  {tc.total:>18.3f}  {ours.total / tc.total:>7.2f}")
 
 
 def print_phases(cycles: dict[str, list[Cycle]]) -> None:
@@ -356,31 +409,28 @@ def print_phases(cycles: dict[str, list[Cycle]]) -> None:
         print(f"  {impl:<14}  " + "  ".join(f"{v:>6.3f}" for v in cells) + f"  {total:>6.3f}")
 
 
-def print_explanation(found: dict[str, Inspection], cycles: dict[str, list[Cycle]]) -> None:
+def print_explanation(
+    found: dict[str, Inspection], costs: dict[str, RequestCost], cycles: dict[str, list[Cycle]]
+) -> None:
     ours, tc = found[OURS], found[TC]
-    print("what explains the difference (measured: warm-up cycles, registry logs, this process):")
+    print("what explains the difference (measured: warm-up cycles, registry logs, a registry of each side by side):")
     print(
-        f"  password check per request = authenticated minus anonymous GET /v2/ (keep-alive, median of "
-        f"{GET_SAMPLES}): ours {_ms(ours.check_cost)}, testcontainers {_ms(tc.check_cost)} "
-        f"(authenticated {_ms(ours.auth_get)} vs {_ms(tc.auth_get)}, anonymous {_ms(ours.anon_get)} "
-        f"vs {_ms(tc.anon_get)})"
+        f"  password check per request = authenticated minus anonymous GET /v2/ (keep-alive, interleaved, "
+        f"median of {GET_SAMPLES}): ours {_ms(costs[OURS].check)}, testcontainers {_ms(costs[TC].check)} "
+        f"(authenticated {_ms(costs[OURS].auth_get)} vs {_ms(costs[TC].auth_get)}, "
+        f"anonymous {_ms(costs[OURS].anon_get)} vs {_ms(costs[TC].anon_get)})"
     )
     print(
         "    the registry verifies the htpasswd bcrypt hash on every request that carries credentials; "
         "testcontainers hashes with cost 12 (hard-coded), ours with cost 4 (throw-away credentials)"
     )
-    checks_ours = ours.authorized_start + ours.authorized_push_pull
-    checks_tc = tc.authorized_start + tc.authorized_push_pull
+    checks_ours, checks_tc = ours.checked, tc.checked
     print(
-        f"  password-checked requests per cycle (registry log): ours {checks_ours} = start "
-        f"{ours.authorized_start} + push/pull {ours.authorized_push_pull} (of {ours.requests_push_pull} "
-        f"requests); testcontainers {checks_tc} = start {tc.authorized_start} + push/pull "
-        f"{tc.authorized_push_pull} (of {tc.requests_push_pull} requests)"
+        f"  password-checked requests per cycle (registry log, checked/all): ours {checks_ours} = "
+        f"{ours.summary()}; testcontainers {checks_tc} = {tc.summary()}"
     )
-    cost_ours, cost_tc = checks_ours * ours.check_cost, checks_tc * tc.check_cost
-    print(
-        f"    -> password checks cost ~{cost_tc:.2f} s of a testcontainers cycle, ~{cost_ours:.2f} s of ours"
-    )
+    cost_ours, cost_tc = checks_ours * costs[OURS].check, checks_tc * costs[TC].check
+    print(f"    -> password checks cost ~{cost_tc:.2f} s of a testcontainers cycle, ~{cost_ours:.2f} s of ours")
     hash12 = statistics.median(_bcrypt_seconds(12) for _ in range(3))
     hash4 = statistics.median(_bcrypt_seconds(4) for _ in range(3))
     print(
@@ -391,11 +441,11 @@ def print_explanation(found: dict[str, Inspection], cycles: dict[str, list[Cycle
     median_tc = statistics.median(c.total for c in cycles[TC])
     explained = (cost_tc + hash12) - (cost_ours + hash4)
     difference = median_tc - median_ours
+    share = f" ({explained / difference:.0%})" if difference > 0 else ""
     print(
         f"  => bcrypt cost 12 vs 4 accounts for ~{explained:.2f} s of the {difference:.2f} s between the "
-        f"medians "
-        f"({explained / difference:.0%}); the rest ({difference - explained:+.2f} s) is container start-up, "
-        "waiting and noise (see the start column)"
+        f"medians{share}; the rest ({difference - explained:+.2f} s) is container start-up, waiting and "
+        "noise (see the start column)"
     )
 
 
@@ -433,9 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             order = (OURS, TC) if number % 2 == 0 else (TC, OURS)  # A B, B A, A B, ...
             done = {impl: bench.run(impl) for impl in order}
             pairs.append((order[0], done[OURS], done[TC]))
-            print(
-                f"  pair {number + 1}/{args.pairs}: ours {done[OURS].total:.3f} s, tc {done[TC].total:.3f} s"
-            )
+            print(f"  pair {number + 1}/{args.pairs}: ours {done[OURS].total:.3f} s, tc {done[TC].total:.3f} s")
         print()
 
         cycles = {OURS: [p[1] for p in pairs], TC: [p[2] for p in pairs]}
@@ -450,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_phases(cycles)
         print()
-        print_explanation(found, cycles)
+        print_explanation(found, bench.request_costs(), cycles)
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted; removing what the benchmark created", file=sys.stderr)
@@ -470,6 +518,13 @@ def main(argv: list[str] | None = None) -> int:
                 leftovers = bench.sweep()
                 if leftovers:
                     print(f"removed leftovers: {', '.join(leftovers)}", file=sys.stderr)
+                bench.client.close()
+            except Exception as exc:
+                print(
+                    f"clean-up failed ({type(exc).__name__}: {exc}); look for containers labelled "
+                    f"{BENCH_LABEL}={bench.bench_id} or {LABEL_RUN}={bench.identity.run_id}",
+                    file=sys.stderr,
+                )
             finally:
                 signal.signal(signal.SIGINT, previous[0])
                 signal.signal(signal.SIGTERM, previous[1])

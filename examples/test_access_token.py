@@ -17,9 +17,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("access_token")
-def test_pod_pulls_with_rotated_token(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pod_pulls_with_rotated_token(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     ref = kind_private_registry.push(kindreg_test_image)
     pod = kind_private_registry.run_pod(ref)
     assert pod.status.phase == "Running"
@@ -38,7 +36,5 @@ def test_pod_pulls_with_rotated_token(
     pod = kind_private_registry.run_pod(kind_private_registry.push(kindreg_test_image))
     assert pod.status.phase == "Running"
 
-    stale = requests.get(
-        registry.url + "/v2/", auth=(old.username, old.password), timeout=10, **registry.tls_kwargs()
-    )
+    stale = requests.get(registry.url + "/v2/", auth=(old.username, old.password), timeout=10, **registry.tls_kwargs())
     assert stale.status_code == 401

@@ -14,9 +14,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("pull_secret", "side_load", "node_config", "access_token", "certificate")
-def test_pull_under_every_strategy(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pull_under_every_strategy(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     ref = kind_private_registry.push(kindreg_test_image)
     pod = kind_private_registry.run_pod(ref)
     assert pod.status.phase == "Running"

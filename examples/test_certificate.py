@@ -17,9 +17,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("certificate")
-def test_pod_pulls_with_client_certificate(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pod_pulls_with_client_certificate(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     assert kind_private_registry.registry.client_auth
     ref = kind_private_registry.push(kindreg_test_image)
     pod = kind_private_registry.run_pod(ref)

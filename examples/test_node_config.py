@@ -16,9 +16,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("node_config")
-def test_pod_pulls_with_node_config(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pod_pulls_with_node_config(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     ref = kind_private_registry.push(kindreg_test_image)
     pod = kind_private_registry.run_pod(ref)
     assert pod.status.phase == "Running"

@@ -16,9 +16,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("pull_secret")
-def test_pod_pulls_with_pull_secret(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pod_pulls_with_pull_secret(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     ref = kind_private_registry.push(kindreg_test_image)
     pod = kind_private_registry.run_pod(ref)
     assert pod.status.phase == "Running"

@@ -15,9 +15,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 
 @pytest.mark.kindreg_strategy("side_load")
-def test_pod_runs_side_loaded_image(
-    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
-) -> None:
+def test_pod_runs_side_loaded_image(kind_private_registry: KindPrivateRegistry, kindreg_test_image: str) -> None:
     ref = kind_private_registry.push(kindreg_test_image)
     assert not ref.endswith(":latest")  # ':latest' would make kubelet pull instead of using the loaded image
     pod = kind_private_registry.run_pod(ref)

@@ -14,7 +14,10 @@ from pytest_kindreg.errors import (
     RegistryError,
     UnknownStrategyError,
 )
+from pytest_kindreg.cluster import KindCluster
+from pytest_kindreg.environment import KindRegistryEnvironment
 from pytest_kindreg.registry import PrivateRegistry
+from pytest_kindreg.workspace import KindPrivateRegistry, PullRefusal
 
 __all__ = [
     "ClusterError",
@@ -22,11 +25,15 @@ __all__ = [
     "Credentials",
     "DockerUnavailableError",
     "ImageMissingError",
+    "KindCluster",
+    "KindPrivateRegistry",
+    "KindRegistryEnvironment",
     "KindUnavailableError",
     "KindregError",
     "PodStartError",
     "PortInUseError",
     "PrivateRegistry",
+    "PullRefusal",
     "RegistryError",
     "RunIdentity",
     "UnknownStrategyError",

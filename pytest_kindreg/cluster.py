@@ -118,12 +118,22 @@ class KindCluster:
             raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
         log.warning("kindreg: creating kind cluster %s (this takes a minute)...", self.name)
         started = time.monotonic()
-        self.kind(
-            "create", "cluster", "--name", self.name, "--config", "-", "--kubeconfig", str(self.kubeconfig),
-            "--wait", f"{int(self.create_timeout)}s",
-            input=config.to_yaml(), timeout=self.create_timeout + 60,
-        )
+        # Owned from the first second: an interrupted or failed create is deleted too.
         self.created = True
+        self.kind(
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--config",
+            "-",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--wait",
+            f"{int(self.create_timeout)}s",
+            input=config.to_yaml(),
+            timeout=self.create_timeout + 60,
+        )
         self.kubeconfig.chmod(0o600)
         log.warning("kindreg: cluster %s created in %.0fs", self.name, time.monotonic() - started)
         self.wait_healthy()
@@ -173,8 +183,14 @@ class KindCluster:
         api = self.api_client()
         problems: list[str] = []
         try:
-            body = api.call_api("/readyz", "GET", response_type="str", _return_http_data_only=True,
-                                auth_settings=["BearerToken"], _preload_content=True)
+            body = api.call_api(
+                "/readyz",
+                "GET",
+                response_type="str",
+                _return_http_data_only=True,
+                auth_settings=["BearerToken"],
+                _preload_content=True,
+            )
             if "ok" not in str(body):
                 problems.append(f"/readyz answered {body!r}")
             core = client.CoreV1Api(api)
@@ -193,8 +209,12 @@ class KindCluster:
             if problems:
                 raise ClusterError("; ".join(problems))
 
-        wait_for(f"cluster {self.name} to be healthy (/readyz, nodes Ready, default ServiceAccount)",
-                 check, timeout, interval=2.0)
+        wait_for(
+            f"cluster {self.name} to be healthy (/readyz, nodes Ready, default ServiceAccount)",
+            check,
+            timeout,
+            interval=2.0,
+        )
 
     def _record_fingerprint(self, config: KindClusterConfig) -> None:
         from kubernetes import client
@@ -245,8 +265,11 @@ class KindCluster:
 
         self.exec(node, ["systemctl", "restart", "kubelet.service"])
         started = time.monotonic()
-        wait_for(f"kubelet on {node} to answer /healthz after restart",
-                 lambda: self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"]), timeout)
+
+        def healthz() -> None:
+            self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"])
+
+        wait_for(f"kubelet on {node} to answer /healthz after restart", healthz, timeout)
         core = client.CoreV1Api(self.api_client())
 
         def ready() -> None:
@@ -255,8 +278,11 @@ class KindCluster:
             if not cond or cond[0].status != "True":
                 raise ClusterError(f"node {node} Ready={cond[0].status if cond else 'missing'}")
 
-        wait_for(f"node {node} to be Ready after kubelet restart", ready,
-                 max(1.0, timeout - (time.monotonic() - started)))
+        wait_for(
+            f"node {node} to be Ready after kubelet restart",
+            ready,
+            max(1.0, timeout - (time.monotonic() - started)),
+        )
 
     def containerd_version(self, node: str) -> tuple[int, int, int]:
         return parse_containerd_version(self.exec(node, ["containerd", "--version"]))

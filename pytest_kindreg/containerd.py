@@ -36,9 +36,8 @@ class HostsToml:
     capabilities: Sequence[str] = ("pull", "resolve")
 
     def render(self) -> str:
+        # No root-level `server`: it would be a second, settings-less try of the same endpoint.
         lines = [
-            f"server = {_toml_string(self.endpoint)}",
-            "",
             f"[host.{_toml_string(self.endpoint)}]",
             "  capabilities = [" + ", ".join(_toml_string(c) for c in self.capabilities) + "]",
         ]

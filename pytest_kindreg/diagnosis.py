@@ -268,9 +268,7 @@ def _secret_payload(secret: Any, key: str) -> tuple[str | None, str | None]:
 
 
 def _looks_like_host_map(value: Mapping[str, Any]) -> bool:
-    return bool(value) and all(
-        isinstance(v, Mapping) and ("auth" in v or "username" in v) for v in value.values()
-    )
+    return bool(value) and all(isinstance(v, Mapping) and ("auth" in v or "username" in v) for v in value.values())
 
 
 def _check_secret(secret: Any, findings: _Findings) -> _SecretReport:
@@ -372,10 +370,7 @@ def _missing_secret_text(
         )
     close = difflib.get_close_matches(name, list(existing), n=1, cutoff=0.6)
     if close:
-        text += (
-            f"; did you mean '{close[0]}'? imagePullSecrets[].name must equal the Secret's metadata.name "
-            "exactly"
-        )
+        text += f"; did you mean '{close[0]}'? imagePullSecrets[].name must equal the Secret's metadata.name exactly"
     if not others and not close:
         text += (
             f"; create it with `kubectl create secret docker-registry {name} -n {namespace} "
@@ -590,9 +585,7 @@ def diagnose_pull_failure(
         if secret is None:
             missing.add(name)
             candidates = pull_typed if difflib.get_close_matches(name, pull_typed, n=1) else list(by_name)
-            findings.add(
-                _R_SECRET, _missing_secret_text(name, namespace, candidates, elsewhere.get(name, []))
-            )
+            findings.add(_R_SECRET, _missing_secret_text(name, namespace, candidates, elsewhere.get(name, [])))
         else:
             reports.append(_check_secret(secret, findings))
 

@@ -24,6 +24,7 @@ from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ClusterError
 from pytest_kindreg.kind_config import KindClusterConfig
 from pytest_kindreg.node_credentials import NodeCredentials
+from pytest_kindreg.reaper import register_run, unregister_run
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
 from pytest_kindreg.workspace import KindPrivateRegistry
@@ -97,6 +98,7 @@ class KindRegistryEnvironment:
 
     def _start(self) -> None:
         self._docker = docker_client()
+        register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.identity.prefix}-"))
         self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cluster = KindCluster(self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir)
@@ -105,7 +107,10 @@ class KindRegistryEnvironment:
         # credentials can never make another strategy's test pass.
         for name, strategy in self.strategies.items():
             registry = PrivateRegistry(
-                image=self.registry_image, identity=self.identity, role=f"reg-{name}", docker=self._docker,
+                image=self.registry_image,
+                identity=self.identity,
+                role=f"reg-{name}",
+                docker=self._docker,
                 **strategy.registry_options,
             ).start()
             workdir = self._tmp / name
@@ -115,11 +120,10 @@ class KindRegistryEnvironment:
             name=self.cluster_name,
             node_image=self.node_image,
             workers=self.workers,
-            contributions=tuple(
-                self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items()
-            ),
+            contributions=tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items()),
         )
         reused = False
+        self.cluster = cluster
         if cluster.exists():
             if not self.reuse_cluster:
                 raise ClusterError(
@@ -129,8 +133,9 @@ class KindRegistryEnvironment:
             cluster.reuse(config)
             reused = True
         else:
+            # Recorded first: if this process dies during creation, the next run deletes it.
+            register_run(self.identity, cluster_created=True)
             cluster.create(config)
-        self.cluster = cluster
         for ctx in self.contexts.values():
             ctx.cluster = cluster
         self._wire(cluster)
@@ -184,16 +189,18 @@ class KindRegistryEnvironment:
                 raise
             core.replace_namespaced_config_map("local-registry-hosting", "kube-public", body)
 
-    def workspace(
-        self, strategy: str, namespace: str | None = None, test_name: str = ""
-    ) -> KindPrivateRegistry:
+    def workspace(self, strategy: str, namespace: str | None = None, test_name: str = "") -> KindPrivateRegistry:
         """A per-test view: the strategy, its registry, the cluster, and its own namespace."""
         if strategy not in self.contexts:
             raise ValueError(f"strategy {strategy!r} was not set up by this environment ({self.strategy_names})")
         assert self.cluster is not None
         return KindPrivateRegistry(
-            self.strategies[strategy], self.contexts[strategy], self.cluster, namespace=namespace,
-            run_id=self.identity.run_id, test_name=test_name,
+            self.strategies[strategy],
+            self.contexts[strategy],
+            self.cluster,
+            namespace=namespace,
+            run_id=self.identity.run_id,
+            test_name=test_name,
         )
 
     def close(self) -> None:
@@ -215,3 +222,4 @@ class KindRegistryEnvironment:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        unregister_run(self.identity)

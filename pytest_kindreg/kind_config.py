@@ -30,9 +30,7 @@ API_VERSION = "kind.x-k8s.io/v1alpha4"
 
 # kind <= v0.30 ships containerd 2.0/2.1 (or 1.7) whose default config_path is "", so hosts.toml files
 # under certs.d are ignored without this; containerd >= 2.2 defaults to it, so it is harmless there.
-CONFIG_PATH_PATCH = (
-    '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"'
-)
+CONFIG_PATH_PATCH = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"'
 
 _NAME_RE = re.compile(r"[a-z0-9.-]+")  # kind's ^[a-z0-9.-]+$, used with fullmatch
 
@@ -97,20 +95,14 @@ def _toml_key_paths(patch: str) -> Iterable[str]:
 
 
 _MIRRORS_RE = re.compile(r"""(^|\.)["']?registry["']?\.["']?mirrors["']?(\.|$)""")
-_TLS_RE = re.compile(
-    r"""(^|\.)["']?registry["']?\.["']?configs["']?\.("[^"]*"|'[^']*'|[^.]+)\.["']?tls["']?(\.|$)"""
-)
+_TLS_RE = re.compile(r"""(^|\.)["']?registry["']?\.["']?configs["']?\.("[^"]*"|'[^']*'|[^.]+)\.["']?tls["']?(\.|$)""")
 
 
 def _check_patch(patch: str, source: str) -> None:
     paths = list(_toml_key_paths(patch))
     # Raw-text checks too, for inline tables such as `registry = { mirrors = ... }`.
     flat = re.sub(r"\s*\.\s*", ".", patch)
-    if (
-        any(_MIRRORS_RE.search(p) for p in paths)
-        or "registry.mirrors" in flat
-        or re.search(r"\bmirrors\s*=", patch)
-    ):
+    if any(_MIRRORS_RE.search(p) for p in paths) or "registry.mirrors" in flat or re.search(r"\bmirrors\s*=", patch):
         raise ValueError(f"containerd patch from {_describe(source)}: {_FORBIDDEN_MIRRORS_WHY}")
     has_configs = "registry.configs" in flat or re.search(r"\bconfigs\s*=", patch) is not None
     if (
@@ -133,8 +125,7 @@ class KindClusterConfig:
     def __post_init__(self) -> None:
         if not self.name or not _NAME_RE.fullmatch(self.name):
             raise ValueError(
-                f"cluster name {self.name!r} is invalid: "
-                "kind requires a non-empty name matching ^[a-z0-9.-]+$"
+                f"cluster name {self.name!r} is invalid: kind requires a non-empty name matching ^[a-z0-9.-]+$"
             )
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
@@ -154,9 +145,7 @@ class KindClusterConfig:
         if not posixpath.isabs(mount.host_path):
             raise ValueError(f"extra mount from {who}: hostPath {mount.host_path!r} must be an absolute path")
         if not posixpath.isabs(mount.container_path):
-            raise ValueError(
-                f"extra mount from {who}: containerPath {mount.container_path!r} must be an absolute path"
-            )
+            raise ValueError(f"extra mount from {who}: containerPath {mount.container_path!r} must be an absolute path")
         key = posixpath.normpath(mount.container_path)
         previous = seen.get(key)
         if previous is None:

@@ -6,7 +6,11 @@ KindRegistryEnvironment, the strategies).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import signal
+import threading
+from collections.abc import Generator, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from pytest_kindreg.cluster import KindCluster, kind_available
 from pytest_kindreg.docker_engine import RunIdentity, docker_available, docker_client
 from pytest_kindreg.environment import KindRegistryEnvironment
 from pytest_kindreg.errors import KindregError, UnknownStrategyError
+from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.settings import Settings, add_options
 from pytest_kindreg.strategies import STRATEGY_NAMES, validate_strategy_names
@@ -26,6 +31,8 @@ settings_key = pytest.StashKey[Settings]()
 needed_key = pytest.StashKey[set[str]]()
 environment_key = pytest.StashKey[KindRegistryEnvironment]()
 workspace_key = pytest.StashKey[KindPrivateRegistry]()
+sigterm_key = pytest.StashKey[Any]()
+log = logging.getLogger("pytest_kindreg")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +53,20 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     config.stash[settings_key] = settings
     config.stash[needed_key] = set()
+    # SIGTERM (CI cancelling a job) becomes an interrupt, so session teardown still removes
+    # containers and clusters, as it does on Ctrl-C.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        config.stash[sigterm_key] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(sigterm_key, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _strategies_for(definition: Any, settings: Settings) -> tuple[str, ...]:
@@ -130,6 +151,12 @@ def kindreg_docker(kindreg_settings: Settings) -> Iterator[Any]:
     """A docker SDK client; skips (or fails, when required) if no engine answers."""
     _require(kindreg_settings, "docker", docker_available())
     client = docker_client()
+    leftovers = find_leftovers(client)
+    if leftovers:
+        problems = reap(client, leftovers, kind_bin=kindreg_settings.kind_bin)
+        log.warning("kindreg: removed what dead runs left behind: %s", leftovers.describe())
+        for problem in problems:
+            log.warning("kindreg: could not remove %s", problem)
     yield client
     client.close()
 
@@ -143,7 +170,8 @@ def kindreg_test_image(kindreg_settings: Settings, kindreg_docker: Any) -> str:
         kindreg_docker.images.get(kindreg_settings.test_image)
     except ImageNotFound:
         _require(
-            kindreg_settings, "docker",
+            kindreg_settings,
+            "docker",
             f"test image {kindreg_settings.test_image!r} is not present; build it offline with "
             "`kindreg build-images` (or pull/build it and set ini kindreg_test_image)",
         )
@@ -163,7 +191,10 @@ def private_registry(
 
 @pytest.fixture(scope="session")
 def kindreg_environment(
-    pytestconfig: pytest.Config, kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
+    pytestconfig: pytest.Config,
+    kindreg_settings: Settings,
+    kindreg_docker: Any,
+    kindreg_identity: RunIdentity,
 ) -> Iterator[KindRegistryEnvironment]:
     """The registries of every strategy the collected tests use, and ONE cluster for all of them."""
     _require(kindreg_settings, "kind", kind_available(kindreg_settings.kind_bin))
@@ -217,7 +248,9 @@ def kind_private_registry(
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     workspace = item.stash.get(workspace_key, None)
     if workspace is not None and report.failed and call.when == "call":

@@ -114,6 +114,7 @@ class PrivateRegistry:
         self._workdir: Path | None = None
         self._tls_files: TlsFiles | None = None
         self._tunnel: ClientCertTunnel | None = None
+        self._local_tags: set[str] = set()
         self._lock = threading.RLock()
 
     # -- identity ---------------------------------------------------------------------------
@@ -294,6 +295,11 @@ class PrivateRegistry:
                 with contextlib.suppress(NotFound):
                     self._container.remove(force=True, v=True)
                 self._container = None
+            for reference in self._local_tags:
+                # Only the tag: the image itself stays with whatever else references it.
+                with contextlib.suppress(Exception):
+                    self._docker.images.remove(reference, noprune=True)
+            self._local_tags.clear()
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
@@ -455,6 +461,7 @@ class PrivateRegistry:
                     self._docker.images.remove(f"{target}:{tag}", noprune=True)
         reference = f"{self.host}/{repository}:{tag}"
         image.tag(f"{self.host}/{repository}", tag)
+        self._local_tags.add(reference)
         return reference
 
     def pull(self, reference: str) -> Any:
@@ -467,6 +474,7 @@ class PrivateRegistry:
             image = self._docker.images.pull(source, tag=tag, auth_config=self._auth_config())
         except APIError as exc:
             raise RegistryError(f"pull of {reference} from {self.name} failed: {exc.explanation or exc}") from exc
+        self._local_tags.add(f"{self.host}/{path}:{tag}")
         if source != f"{self.host}/{path}":
             image.tag(f"{self.host}/{path}", tag)
             with contextlib.suppress(Exception):

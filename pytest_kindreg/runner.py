@@ -50,7 +50,11 @@ def run_bytes(
     args = [str(a) for a in argv]
     try:
         proc = subprocess.run(
-            args, env={**os.environ, **(env or {})}, input=stdin, capture_output=True, timeout=timeout,
+            args,
+            env={**os.environ, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:

@@ -20,34 +20,66 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, default=None, help=help, **kwargs)
         parser.addini(name, help=help, type=ini_type, default=default)
 
-    option("kindreg_strict", "bool", "turn every kindreg skip (no Docker, no kind) into an error",
-           default=False, action="store_true")
+    option(
+        "kindreg_strict",
+        "bool",
+        "turn every kindreg skip (no Docker, no kind) into an error",
+        default=False,
+        action="store_true",
+    )
     group.addoption(
-        "--kindreg-require", dest="kindreg_require", action="append", default=None,
-        metavar="REQUIREMENT", choices=list(REQUIREMENTS),
+        "--kindreg-require",
+        dest="kindreg_require",
+        action="append",
+        default=None,
+        metavar="REQUIREMENT",
+        choices=list(REQUIREMENTS),
         help="make a missing requirement an error instead of a skip (repeatable: docker, kind)",
     )
-    parser.addini("kindreg_require", "requirements whose absence is an error (docker, kind)", type="linelist",
-                  default=[])
+    parser.addini(
+        "kindreg_require",
+        "requirements whose absence is an error (docker, kind)",
+        type="linelist",
+        default=[],
+    )
     group.addoption(
-        "--kindreg-strategy", dest="kindreg_strategy", action="append", default=None, metavar="NAME",
+        "--kindreg-strategy",
+        dest="kindreg_strategy",
+        action="append",
+        default=None,
+        metavar="NAME",
         help="run only the tests of this strategy (repeatable); the others are deselected",
     )
-    parser.addini("kindreg_default_strategies", "strategies for tests without a kindreg_strategy marker",
-                  type="linelist", default=list(DEFAULT_STRATEGIES))
+    parser.addini(
+        "kindreg_default_strategies",
+        "strategies for tests without a kindreg_strategy marker",
+        type="linelist",
+        default=list(DEFAULT_STRATEGIES),
+    )
     option("kindreg_registry_image", "string", "registry image (default registry:2)", default="registry:2")
-    option("kindreg_test_image", "string", f"local image the examples push (default {DEFAULT_TEST_IMAGE})",
-           default=DEFAULT_TEST_IMAGE)
+    option(
+        "kindreg_test_image",
+        "string",
+        f"local image the examples push (default {DEFAULT_TEST_IMAGE})",
+        default=DEFAULT_TEST_IMAGE,
+    )
     option("kindreg_kind_bin", "string", "path of the kind binary (default: $KIND, then kind on PATH)")
     option("kindreg_node_image", "string", "kind node image, e.g. kindest/node:v1.33.1 (default: kind's)")
     option("kindreg_cluster_name", "string", "kind cluster name (default: kindreg-<run id>)")
-    option("kindreg_workers", "string", "number of worker nodes besides the control plane (default 0)",
-           default="0")
-    option("kindreg_keep_cluster", "bool", "keep the cluster after the run", default=False,
-           action="store_true")
-    option("kindreg_reuse_cluster", "bool",
-           "reuse an existing cluster of that name after a health check (implies keeping it)",
-           default=False, action="store_true")
+    option(
+        "kindreg_workers",
+        "string",
+        "number of worker nodes besides the control plane (default 0)",
+        default="0",
+    )
+    option("kindreg_keep_cluster", "bool", "keep the cluster after the run", default=False, action="store_true")
+    option(
+        "kindreg_reuse_cluster",
+        "bool",
+        "reuse an existing cluster of that name after a health check (implies keeping it)",
+        default=False,
+        action="store_true",
+    )
 
 
 @dataclass(frozen=True)

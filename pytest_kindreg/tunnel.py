@@ -86,8 +86,8 @@ class ClientCertTunnel:
 
     @property
     def address(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        address: tuple[str, int] = self._server.server_address  # type: ignore[assignment]
+        return f"{address[0]}:{address[1]}"
 
     def close(self) -> None:
         self._server.shutdown()

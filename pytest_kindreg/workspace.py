@@ -59,7 +59,9 @@ class KindPrivateRegistry:
         self._pods: list[str] = []
 
     def __repr__(self) -> str:
-        return f"<KindPrivateRegistry strategy={self.strategy.name} namespace={self.namespace} registry={self.registry!r}>"
+        return (
+            f"<KindPrivateRegistry strategy={self.strategy.name} namespace={self.namespace} registry={self.registry!r}>"
+        )
 
     @property
     def strategy_name(self) -> str:
@@ -77,8 +79,11 @@ class KindPrivateRegistry:
             client.V1Namespace(
                 metadata=client.V1ObjectMeta(
                     name=self.namespace,
-                    labels={"app.kubernetes.io/managed-by": "kindreg", "kindreg/run": self.run_id or "none",
-                            "kindreg/strategy": self.strategy.name},
+                    labels={
+                        "app.kubernetes.io/managed-by": "kindreg",
+                        "kindreg/run": self.run_id or "none",
+                        "kindreg/strategy": self.strategy.name,
+                    },
                 )
             )
         )
@@ -118,14 +123,20 @@ class KindPrivateRegistry:
 
     # -- pods ---------------------------------------------------------------------------------
     def pod_manifest(
-        self, image: str, *, name: str | None = None, command: list[str] | None = None,
+        self,
+        image: str,
+        *,
+        name: str | None = None,
+        command: list[str] | None = None,
         patch: PodPatch | None = None,
     ) -> Any:
         from kubernetes import client
 
         patch = self.pod_patch if patch is None else patch
         container = client.V1Container(
-            name="main", image=image, command=command or ["sleep", "3600"],
+            name="main",
+            image=image,
+            command=command or ["sleep", "3600"],
             image_pull_policy=patch.image_pull_policy,
         )
         return client.V1Pod(
@@ -177,8 +188,13 @@ class KindPrivateRegistry:
         return diagnose_pull_failure(pod, secrets_here, self.events(pod.metadata.name), elsewhere)
 
     def run_pod(
-        self, image: str, *, name: str | None = None, command: list[str] | None = None,
-        timeout: float = 180.0, patch: PodPatch | None = None,
+        self,
+        image: str,
+        *,
+        name: str | None = None,
+        command: list[str] | None = None,
+        timeout: float = 180.0,
+        patch: PodPatch | None = None,
     ) -> Any:
         """Create a pod with the strategy applied and wait until it is Running.
 
@@ -204,7 +220,11 @@ class KindPrivateRegistry:
         raise PodStartError(message, [format_event(e) for e in events], diagnosis)
 
     def expect_pull_refused(
-        self, image: str, *, patch: PodPatch | None = None, timeout: float = 180.0,
+        self,
+        image: str,
+        *,
+        patch: PodPatch | None = None,
+        timeout: float = 180.0,
         pattern: re.Pattern[str] | None = None,
     ) -> PullRefusal:
         """Create a pod that must NOT be able to pull ``image``; returns the refusal the node saw.
@@ -231,7 +251,7 @@ class KindPrivateRegistry:
     def negative_control(self, local_image: str) -> PullRefusal:
         """Push ``local_image`` under a fresh tag and prove that, with this strategy's credentials
         removed, nodes cannot pull it (recognised from the pod's events)."""
-        src_repo, src_tag = split_reference(local_image)
+        src_repo, _tag = split_reference(local_image)
         repository = f"{self.namespace}/{src_repo.rsplit('/', 1)[-1]}-negative"
         fresh = self.registry.push(local_image, repository=repository, tag=f"neg-{secrets.token_hex(4)}")
         reference, patch = self.strategy.negative_control(self.context, fresh)

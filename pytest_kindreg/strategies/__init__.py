@@ -12,7 +12,13 @@ from pytest_kindreg.strategies.side_load import SideLoadStrategy
 
 STRATEGIES: dict[str, type[BaseStrategy]] = {
     cls.name: cls
-    for cls in (PullSecretStrategy, SideLoadStrategy, NodeConfigStrategy, AccessTokenStrategy, CertificateStrategy)
+    for cls in (
+        PullSecretStrategy,
+        SideLoadStrategy,
+        NodeConfigStrategy,
+        AccessTokenStrategy,
+        CertificateStrategy,
+    )
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 

@@ -27,16 +27,17 @@ class AccessTokenStrategy(BaseStrategy):
         self.token_source = token_source
         self.rotations = 0
 
-    def _write(self, ctx: StrategyContext, credentials: Credentials) -> None:
+    def install(self, ctx: StrategyContext, credentials: Credentials) -> None:
+        """Write ``credentials`` into every running node, then restart kubelet on each."""
         ctx.node_credentials.apply(ctx.require_cluster(), {ctx.image_host: credentials}, restart_kubelet=True)
 
     def prepare_nodes(self, ctx: StrategyContext, *, reused: bool) -> None:
         assert ctx.registry.credentials is not None
-        self._write(ctx, ctx.registry.credentials)
+        self.install(ctx, ctx.registry.credentials)
 
     def rotate(self, ctx: StrategyContext) -> Credentials:
         """Get a fresh token, write it into every node and restart kubelet again."""
         credentials = self.token_source(ctx)
-        self._write(ctx, credentials)
+        self.install(ctx, credentials)
         self.rotations += 1
         return credentials

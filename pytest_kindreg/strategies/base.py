@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 
 # What a node says when a pull had no usable credentials (see the facts on CRI error strings).
 REFUSED_WITHOUT_PASSWORD = re.compile(r"no basic auth credentials|401 Unauthorized|authorization failed")
-REFUSED_WITHOUT_CLIENT_CERT = re.compile(
-    r"certificate required|bad certificate|handshake failure|tls: .*certificate"
-)
+REFUSED_WITHOUT_CLIENT_CERT = re.compile(r"certificate required|bad certificate|handshake failure|tls: .*certificate")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pytest_kindreg.credentials import docker_config
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
 
-SECRET_NAME = "kindreg-pull-secret"
+SECRET_NAME = "kindreg-pull-secret"  # noqa: S105 - a name, not a password
 
 
 def pull_secret_manifest(name: str, namespace: str, server: str, ctx: StrategyContext) -> Any:
@@ -17,7 +17,9 @@ def pull_secret_manifest(name: str, namespace: str, server: str, ctx: StrategyCo
 
     assert ctx.registry.credentials is not None
     return client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels={"app.kubernetes.io/managed-by": "kindreg"}),
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=namespace, labels={"app.kubernetes.io/managed-by": "kindreg"}
+        ),
         type="kubernetes.io/dockerconfigjson",
         # Keyed on the image host exactly as pods write it, without scheme (seed 002 §6).
         string_data={".dockerconfigjson": json.dumps(docker_config({server: ctx.registry.credentials}))},

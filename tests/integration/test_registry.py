@@ -101,9 +101,10 @@ def _handshake(port: int, ca: Path, pair: tuple[str, str] | None) -> str:
     context = ssl.create_default_context(cafile=str(ca))
     if pair:
         context.load_cert_chain(*pair)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(
-        raw, server_hostname="127.0.0.1"
-    ) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         return tls.recv(200).decode(errors="replace")
 
@@ -200,3 +201,12 @@ def test_registry_that_cannot_start_shows_its_log(kindreg_docker: Any) -> None:
     with pytest.raises(RegistryError, match="exited while starting|was not ready within"):
         reg.start()
     assert reg.container is None
+
+
+def test_stop_removes_the_local_tags_it_made(kindreg_docker: Any, kindreg_test_image: str) -> None:
+    with PrivateRegistry(client_auth=True, docker=kindreg_docker) as reg:
+        pushed = reg.push(kindreg_test_image, repository="tags/app", tag="1")
+        assert pushed in kindreg_docker.images.get(kindreg_test_image).tags
+    remaining = kindreg_docker.images.get(kindreg_test_image).tags
+    assert pushed not in remaining
+    assert kindreg_test_image in remaining  # the source image itself is untouched

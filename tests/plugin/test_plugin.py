@@ -87,9 +87,7 @@ def test_without_kind_strict_runs_error(pytester: pytest.Pytester, kindreg_docke
 def test_docker_required_but_kind_may_be_absent(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """What CI here needs: Docker-level tests must run, kind-level ones may skip."""
     monkeypatch.setenv("KIND", NO_KIND)
-    pytester.makepyfile(
-        "def test_registry(kindreg_docker):\n    pass\n\n" + STRATEGY_TEST.format(marker="")
-    )
+    pytester.makepyfile("def test_registry(kindreg_docker):\n    pass\n\n" + STRATEGY_TEST.format(marker=""))
     result = pytester.runpytest("--kindreg-require", "docker")
     if "no Docker engine" in result.stdout.str():
         result.assert_outcomes(errors=2)
@@ -222,7 +220,9 @@ def test_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> N
 def test_report_header(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--kindreg-require", "docker", "--kindreg-node-image", "kindest/node:v1.33.1")
-    result.stdout.fnmatch_lines(["kindreg: registry image registry:2, node image kindest/node:v1.33.1*required: docker"])
+    result.stdout.fnmatch_lines(
+        ["kindreg: registry image registry:2, node image kindest/node:v1.33.1*required: docker"]
+    )
 
 
 @pytest.mark.docker

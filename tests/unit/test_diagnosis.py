@@ -209,9 +209,7 @@ def test_healthy_pod_has_no_causes() -> None:
 
 
 def test_nothing_recognizable_gives_empty_list() -> None:
-    pod = make_pod(
-        pull_secrets=(), statuses=[waiting("ImagePullBackOff", f'Back-off pulling image "{IMAGE}"')]
-    )
+    pod = make_pod(pull_secrets=(), statuses=[waiting("ImagePullBackOff", f'Back-off pulling image "{IMAGE}"')])
     assert diagnose_pull_failure(pod, [], [event("BackOff", f'Back-off pulling image "{IMAGE}"')]) == []
 
 
@@ -279,9 +277,7 @@ def test_opaque_secret_is_wrong_type() -> None:
 
 
 def test_legacy_dockercfg_secret_is_accepted() -> None:
-    legacy = make_secret(
-        config=dockerconfigjson()["auths"], secret_type="kubernetes.io/dockercfg", key=".dockercfg"
-    )
+    legacy = make_secret(config=dockerconfigjson()["auths"], secret_type="kubernetes.io/dockercfg", key=".dockercfg")
     pod = make_pod(statuses=[running()], phase="Running")
     assert diagnose_pull_failure(pod, [legacy], []) == []
 

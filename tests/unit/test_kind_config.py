@@ -203,9 +203,7 @@ def test_fingerprint_ignores_name() -> None:
         pytest.param(
             {
                 "contributions": (
-                    ClusterContribution(
-                        extra_mounts=(ExtraMount("/other/config.json", CREDS.container_path),)
-                    ),
+                    ClusterContribution(extra_mounts=(ExtraMount("/other/config.json", CREDS.container_path),)),
                     ClusterContribution(extra_mounts=(CERTS,), containerd_patches=(AUTH_PATCH,)),
                 )
             },
@@ -227,16 +225,12 @@ def test_fingerprint_ignores_name() -> None:
             {
                 "contributions": (
                     ClusterContribution(extra_mounts=(CREDS,)),
-                    ClusterContribution(
-                        extra_mounts=(CERTS,), containerd_patches=(AUTH_PATCH.replace('"p"', '"q"'),)
-                    ),
+                    ClusterContribution(extra_mounts=(CERTS,), containerd_patches=(AUTH_PATCH.replace('"p"', '"q"'),)),
                 )
             },
             id="patch",
         ),
-        pytest.param(
-            {"contributions": (ClusterContribution(extra_mounts=(CREDS, CERTS)),)}, id="patch-removed"
-        ),
+        pytest.param({"contributions": (ClusterContribution(extra_mounts=(CREDS, CERTS)),)}, id="patch-removed"),
         pytest.param({"workers": 1}, id="workers"),
         pytest.param({"node_image": "kindest/node:v1.34.0"}, id="image"),
     ],
@@ -248,8 +242,7 @@ def test_fingerprint_changes_with_content(changed: dict[str, Any]) -> None:
 def test_fingerprint_ignores_strategy_source_labels() -> None:
     # source is only for error messages; it does not change the cluster
     relabelled = tuple(
-        ClusterContribution(c.extra_mounts, c.containerd_patches, source=f"x-{c.source}")
-        for c in make().contributions
+        ClusterContribution(c.extra_mounts, c.containerd_patches, source=f"x-{c.source}") for c in make().contributions
     )
     assert make(contributions=relabelled).fingerprint() == make().fingerprint()
 
@@ -298,17 +291,13 @@ def test_mount_conflict_detected_after_path_normalisation() -> None:
         make(
             contributions=(
                 ClusterContribution(extra_mounts=(CREDS,), source="a"),
-                ClusterContribution(
-                    extra_mounts=(ExtraMount("/b", "/var/lib//kubelet/config.json"),), source="b"
-                ),
+                ClusterContribution(extra_mounts=(ExtraMount("/b", "/var/lib//kubelet/config.json"),), source="b"),
             )
         )
 
 
 def test_mount_read_only_disagreement_is_a_conflict() -> None:
-    with pytest.raises(
-        ValueError, match=r"conflict.*'a' wants readOnly=True but strategy 'b' wants readOnly=False"
-    ):
+    with pytest.raises(ValueError, match=r"conflict.*'a' wants readOnly=True but strategy 'b' wants readOnly=False"):
         make(
             contributions=(
                 ClusterContribution(extra_mounts=(CREDS,), source="a"),
@@ -332,9 +321,7 @@ def test_same_mount_twice_is_not_a_conflict() -> None:
 @pytest.mark.parametrize("host_path", ["relative/config.json", "./config.json", "config.json", ""])
 def test_relative_host_path_rejected(host_path: str) -> None:
     with pytest.raises(ValueError, match=r"strategy 'creds'.*hostPath .* must be an absolute path"):
-        make(
-            contributions=(ClusterContribution(extra_mounts=(ExtraMount(host_path, "/x"),), source="creds"),)
-        )
+        make(contributions=(ClusterContribution(extra_mounts=(ExtraMount(host_path, "/x"),), source="creds"),))
 
 
 def test_relative_container_path_rejected() -> None:
@@ -358,8 +345,7 @@ MIRROR_PATCHES = [
         id="v3-key-spaced",
     ),
     pytest.param(
-        '[plugins."io.containerd.grpc.v1.cri"]\n'
-        '  registry = { mirrors = { "a" = { endpoint = ["http://b"] } } }',
+        '[plugins."io.containerd.grpc.v1.cri"]\n  registry = { mirrors = { "a" = { endpoint = ["http://b"] } } }',
         id="inline-table",
     ),
 ]
@@ -377,8 +363,7 @@ def test_mirrors_patch_rejected(patch: str) -> None:
 
 TLS_PATCHES = [
     pytest.param(
-        '[plugins."io.containerd.grpc.v1.cri".registry.configs."kind-registry:5000".tls]\n'
-        '  ca_file = "/etc/ca.crt"',
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."kind-registry:5000".tls]\n  ca_file = "/etc/ca.crt"',
         id="table",
     ),
     pytest.param(
@@ -387,8 +372,7 @@ TLS_PATCHES = [
         id="dotted-key",
     ),
     pytest.param(
-        '[plugins."io.containerd.grpc.v1.cri".registry]\n'
-        '  configs."kind-registry:5000".tls.cert_file = "/c.cert"',
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  configs."kind-registry:5000".tls.cert_file = "/c.cert"',
         id="dotted-key-in-registry",
     ),
     pytest.param(
@@ -400,9 +384,7 @@ TLS_PATCHES = [
 
 @pytest.mark.parametrize("patch", TLS_PATCHES)
 def test_tls_patch_rejected(patch: str) -> None:
-    with pytest.raises(
-        ValueError, match=r"strategy 'mtls'.*configs\.<host>\.tls must not be used"
-    ) as excinfo:
+    with pytest.raises(ValueError, match=r"strategy 'mtls'.*configs\.<host>\.tls must not be used") as excinfo:
         make(contributions=(ClusterContribution(containerd_patches=(patch,), source="mtls"),))
     message = str(excinfo.value)
     assert "containerd 1.7" in message
@@ -480,14 +462,10 @@ def test_unknown_field_rejected_with_path(path: list[str | int], expected: str) 
             id="apiVersion",
         ),
         pytest.param(["name"], "Bad_Name", r"^name: 'Bad_Name' does not match", id="name"),
-        pytest.param(
-            ["nodes"], {"role": "worker"}, r"^nodes: expected a list, got dict", id="nodes-not-list"
-        ),
+        pytest.param(["nodes"], {"role": "worker"}, r"^nodes: expected a list, got dict", id="nodes-not-list"),
         pytest.param(["nodes", 1, "role"], "master", r"^nodes\[1\]\.role: 'master' is not one of", id="role"),
         pytest.param(["nodes", 0, "image"], 5, r"^nodes\[0\]\.image: expected a string, got int", id="image"),
-        pytest.param(
-            ["nodes", 0, "labels", "a"], 1, r"^nodes\[0\]\.labels\.a: expected a string", id="label"
-        ),
+        pytest.param(["nodes", 0, "labels", "a"], 1, r"^nodes\[0\]\.labels\.a: expected a string", id="label"),
         pytest.param(
             ["nodes", 0, "extraMounts", 0, "readOnly"],
             "true",
@@ -531,12 +509,8 @@ def test_unknown_field_rejected_with_path(path: list[str | int], expected: str) 
             r"^networking\.dnsSearch: expected a list",
             id="dnsSearch",
         ),
-        pytest.param(
-            ["featureGates", "Foo"], "yes", r"^featureGates\.Foo: expected a bool", id="featureGate"
-        ),
-        pytest.param(
-            ["runtimeConfig", "api/alpha"], False, r"^runtimeConfig\.api/alpha: expected a string", id="rc"
-        ),
+        pytest.param(["featureGates", "Foo"], "yes", r"^featureGates\.Foo: expected a bool", id="featureGate"),
+        pytest.param(["runtimeConfig", "api/alpha"], False, r"^runtimeConfig\.api/alpha: expected a string", id="rc"),
         pytest.param(
             ["containerdConfigPatches"],
             CONFIG_PATH_PATCH,
@@ -549,9 +523,7 @@ def test_unknown_field_rejected_with_path(path: list[str | int], expected: str) 
             r"^containerdConfigPatches\[0\]: expected a string, got dict",
             id="patch-not-string",
         ),
-        pytest.param(
-            ["networking"], ["ipv4"], r"^networking: expected a mapping, got list", id="networking-type"
-        ),
+        pytest.param(["networking"], ["ipv4"], r"^networking: expected a mapping, got list", id="networking-type"),
     ],
 )
 def test_bad_value_rejected_with_path(path: list[str | int], value: Any, expected: str) -> None:

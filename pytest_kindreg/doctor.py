@@ -1,0 +1,111 @@
+"""``kindreg doctor``: checks what pytest-kindreg needs and says what to fix."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_kindreg.cluster import KindCluster, find_kind
+from pytest_kindreg.docker_engine import docker_client
+from pytest_kindreg.errors import KindregError
+from pytest_kindreg.registry import BUILD_HINT
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str  # "ok", "warn" or "FAIL"
+    what: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"[{self.status:>4}] {self.what}: {self.detail}"
+        return text + (f"\n         fix: {self.fix}" if self.fix else "")
+
+
+def _image_check(docker: Any, image: str, what: str, fix: str, missing_status: str = "FAIL") -> Check:
+    from docker.errors import ImageNotFound
+
+    try:
+        docker.images.get(image)
+    except ImageNotFound:
+        return Check(missing_status, what, f"{image} is not present locally", fix)
+    return Check("ok", what, f"{image} present")
+
+
+def run_checks(
+    *,
+    kind_bin: str | None = None,
+    node_image: str | None = None,
+    registry_image: str = "registry:2",
+    test_image: str = "kindreg-test/busybox:1.0",
+    cluster: str | None = None,
+) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        docker = docker_client(timeout=15)
+        version = docker.version()
+        checks.append(Check("ok", "docker", f"engine {version.get('Version')} (API {version.get('ApiVersion')})"))
+    except KindregError as exc:
+        checks.append(Check("FAIL", "docker", str(exc), "start dockerd, or `bash scripts/setup.sh` on Debian"))
+        docker = None
+    try:
+        kind = find_kind(kind_bin)
+        from pytest_kindreg import runner
+
+        checks.append(Check("ok", "kind", runner.run([kind, "version"], timeout=30).stdout.strip()))
+    except KindregError as exc:
+        checks.append(
+            Check(
+                "warn",
+                "kind",
+                str(exc).split(" Install")[0],
+                "install kind from https://kind.sigs.k8s.io (Docker-level features work without it)",
+            )
+        )
+        kind = None
+    if docker is not None:
+        checks.append(_image_check(docker, registry_image, "registry image", BUILD_HINT))
+        checks.append(_image_check(docker, test_image, "test image", "`kindreg build-images`", "warn"))
+        if node_image:
+            checks.append(
+                _image_check(
+                    docker,
+                    node_image,
+                    "node image",
+                    f"`docker pull {node_image}` where a registry is reachable",
+                    "warn",
+                )
+            )
+    checks.append(
+        Check("ok", "containerd (host)", shutil.which("containerd") or "")
+        if shutil.which("containerd")
+        else Check(
+            "warn",
+            "containerd (host)",
+            "not installed; only pytest-kindreg's own node-file tests use it",
+            "apt-get install containerd",
+        )
+    )
+    if cluster and kind is not None:
+        try:
+            kc = KindCluster(cluster, kind_bin=kind)
+            if not kc.exists():
+                checks.append(Check("warn", f"cluster {cluster}", "does not exist"))
+            else:
+                for node in kc.nodes():
+                    version = ".".join(map(str, kc.containerd_version(node)))
+                    config_version, paths = kc.containerd_config(node)
+                    ok = any("/etc/containerd/certs.d" in p for p in paths)
+                    checks.append(
+                        Check(
+                            "ok" if ok else "FAIL",
+                            f"containerd in {node}",
+                            f"{version}, config version {config_version}, config_path {paths}",
+                            "" if ok else "recreate the cluster with pytest-kindreg's config_path patch",
+                        )
+                    )
+        except KindregError as exc:
+            checks.append(Check("FAIL", f"cluster {cluster}", str(exc)))
+    return checks
