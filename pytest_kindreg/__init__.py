@@ -1,7 +1,9 @@
 """pytest-kindreg: kind clusters wired to a local private container registry."""
 
+from pytest_kindreg.cluster import KindCluster
 from pytest_kindreg.credentials import Credentials
 from pytest_kindreg.docker_engine import RunIdentity
+from pytest_kindreg.environment import KindRegistryEnvironment
 from pytest_kindreg.errors import (
     ClusterError,
     CommandError,
@@ -14,8 +16,6 @@ from pytest_kindreg.errors import (
     RegistryError,
     UnknownStrategyError,
 )
-from pytest_kindreg.cluster import KindCluster
-from pytest_kindreg.environment import KindRegistryEnvironment
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.workspace import KindPrivateRegistry, PullRefusal
 

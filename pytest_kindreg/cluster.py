@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 from pytest_kindreg import runner
 from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
 from pytest_kindreg.credentials import write_private_file
+from pytest_kindreg.docker_nodes import DockerNodes
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError
 from pytest_kindreg.kind_config import KindClusterConfig
 
@@ -73,7 +74,7 @@ def wait_for(what: str, check: Callable[[], None], timeout: float, interval: flo
         ) from exc
 
 
-class KindCluster:
+class KindCluster(DockerNodes):
     """A kind cluster with its own kubeconfig file (0600), never the user's ``~/.kube/config``."""
 
     def __init__(
@@ -83,6 +84,7 @@ class KindCluster:
         kind_bin: str | None = None,
         workdir: Path | None = None,
         create_timeout: float = 600.0,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.kind_bin = find_kind(kind_bin)
@@ -90,6 +92,7 @@ class KindCluster:
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.create_timeout = create_timeout
+        self.progress: Callable[[str], None] = progress or (lambda message: log.info("kindreg: %s", message))
         self.created = False
         self.reused = False
         self._api_client: Any = None
@@ -116,7 +119,7 @@ class KindCluster:
     def create(self, config: KindClusterConfig) -> None:
         if config.name != self.name:
             raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
-        log.warning("kindreg: creating kind cluster %s (this takes a minute)...", self.name)
+        self.progress(f"creating kind cluster {self.name} (this takes a minute)...")
         started = time.monotonic()
         # Owned from the first second: an interrupted or failed create is deleted too.
         self.created = True
@@ -135,7 +138,7 @@ class KindCluster:
             timeout=self.create_timeout + 60,
         )
         self.kubeconfig.chmod(0o600)
-        log.warning("kindreg: cluster %s created in %.0fs", self.name, time.monotonic() - started)
+        self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         self.wait_healthy()
         self._record_fingerprint(config)
 
@@ -239,26 +242,6 @@ class KindCluster:
     def nodes(self) -> list[str]:
         return [line for line in self.kind("get", "nodes", "--name", self.name).split() if line]
 
-    def exec(self, node: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60.0) -> str:
-        flags = ["-i"] if input is not None else []
-        return runner.run(["docker", "exec", *flags, node, *argv], input=input, timeout=timeout).stdout
-
-    def write_file(self, node: str, path: str, content: str | bytes, mode: str = "0644") -> None:
-        """Write a file in a node in place (``cat >`` keeps the inode of a bind-mounted file)."""
-        text = content.decode() if isinstance(content, bytes) else content
-        script = 'mkdir -p "$(dirname "$1")" && umask 077 && cat > "$1" && chmod "$2" "$1"'
-        self.exec(node, ["sh", "-c", script, "sh", path, mode], input=text)
-
-    def write_file_all(self, path: str, content: str | bytes, mode: str = "0644") -> None:
-        for node in self.nodes():
-            self.write_file(node, path, content, mode)
-
-    def read_file(self, node: str, path: str) -> str | None:
-        try:
-            return self.exec(node, ["cat", path])
-        except CommandError:
-            return None
-
     def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
         """Restart kubelet and wait, within one deadline, until it is healthy and the node Ready."""
         from kubernetes import client
@@ -302,7 +285,7 @@ class KindCluster:
     def load_image(self, image: str) -> None:
         """``kind load docker-image``; falls back to ``docker save`` + ``kind load image-archive``
         for Docker's containerd image store, where the first fails (kind #3795)."""
-        log.warning("kindreg: loading %s into the nodes of %s...", image, self.name)
+        self.progress(f"loading {image} into the nodes of {self.name}...")
         try:
             self.kind("load", "docker-image", image, "--name", self.name, timeout=300)
             return

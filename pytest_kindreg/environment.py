@@ -12,7 +12,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class KindRegistryEnvironment:
         reuse_cluster: bool = False,
         identity: RunIdentity | None = None,
         strategy_objects: dict[str, BaseStrategy] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.strategy_names = tuple(sorted(set(validate_strategy_names(list(strategies)))))
         if not self.strategy_names:
@@ -66,7 +67,9 @@ class KindRegistryEnvironment:
         self.strategies: dict[str, BaseStrategy] = {
             name: (strategy_objects or {}).get(name) or create_strategy(name) for name in self.strategy_names
         }
+        self.progress: Callable[[str], None] = progress or (lambda message: log.info("kindreg: %s", message))
         self.contexts: dict[str, StrategyContext] = {}
+        self.containerd: dict[str, str] = {}
         self.cluster: KindCluster | None = None
         self._tmp: Path | None = None
         self._docker: Any = None
@@ -101,7 +104,9 @@ class KindRegistryEnvironment:
         register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.identity.prefix}-"))
         self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cluster = KindCluster(self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir)
+        cluster = KindCluster(
+            self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir, progress=self.progress
+        )
         node_credentials = NodeCredentials(self.cluster_dir / "kubelet-config.json")
         # Each strategy gets its own registry and credentials, so that one strategy's
         # credentials can never make another strategy's test pass.
@@ -113,6 +118,7 @@ class KindRegistryEnvironment:
                 docker=self._docker,
                 **strategy.registry_options,
             ).start()
+            self.progress(f"registry for {name} ready at {registry.host} ({registry.name})")
             workdir = self._tmp / name
             workdir.mkdir(mode=0o700)
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
@@ -132,6 +138,7 @@ class KindRegistryEnvironment:
                 )
             cluster.reuse(config)
             reused = True
+            self.progress(f"reusing healthy cluster {self.cluster_name}")
         else:
             # Recorded first: if this process dies during creation, the next run deletes it.
             register_run(self.identity, cluster_created=True)
@@ -140,12 +147,15 @@ class KindRegistryEnvironment:
             ctx.cluster = cluster
         self._wire(cluster)
         for name, ctx in self.contexts.items():
+            self.progress(f"preparing nodes for {name}")
             self.strategies[name].prepare_nodes(ctx, reused=reused)
 
     def _wire(self, cluster: KindCluster) -> None:
         nodes = cluster.nodes()
         for node in nodes:
-            _version, paths = cluster.containerd_config(node)
+            config_version, paths = cluster.containerd_config(node)
+            version = ".".join(map(str, cluster.containerd_version(node)))
+            self.containerd[node] = f"containerd {version} (config version {config_version})"
             if CERTS_D not in ":".join(paths).split(":"):
                 raise ClusterError(
                     f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
@@ -189,6 +199,75 @@ class KindRegistryEnvironment:
                 raise
             core.replace_namespaced_config_map("local-registry-hosting", "kube-public", body)
 
+    def describe(self) -> list[str]:
+        """The resolved setup, one line each, for the report (no secrets)."""
+        lines = []
+        if self.cluster is not None:
+            state = "reused" if self.cluster.reused else "created by this run"
+            keep = ", kept after the run" if self.keep_cluster else ""
+            lines.append(f"cluster {self.cluster_name} ({state}{keep}), node image {self.node_image or 'kind default'}")
+            lines.extend(f"  {node}: {text}" for node, text in self.containerd.items())
+        for name, ctx in self.contexts.items():
+            registry = ctx.registry
+            auth = "client certificate" if registry.client_auth and not registry.credentials else "htpasswd"
+            lines.append(f"strategy {name}: registry {registry.name} at {registry.host} ({registry.scheme}, {auth})")
+        return lines
+
+    # -- sharing between processes (pytest-xdist) ----------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Everything another process needs to :meth:`attach`; secrets stay in 0600 files."""
+        assert self.cluster is not None and self._tmp is not None
+        node_credentials = next(iter(self.contexts.values())).node_credentials
+        return {
+            "strategies": list(self.strategy_names),
+            "run_id": self.identity.run_id,
+            "pid": self.identity.pid,
+            "tmp": str(self._tmp),
+            "keep_cluster": self.keep_cluster,
+            "reuse_cluster": self.reuse_cluster,
+            "kind_bin": self.kind_bin,
+            "cluster": {
+                "name": self.cluster.name,
+                "workdir": str(self.cluster.workdir),
+                "created": self.cluster.created,
+                "reused": self.cluster.reused,
+            },
+            "node_credentials": {"host_file": str(node_credentials.host_file), "mounted": node_credentials.mounted},
+            "registries": {name: ctx.registry.export_state() for name, ctx in self.contexts.items()},
+        }
+
+    @classmethod
+    def attach(cls, state: dict[str, Any]) -> KindRegistryEnvironment:
+        """A handle on an environment another process started: :meth:`close` ends it for every
+        process, :meth:`detach` only lets go of it."""
+        identity = RunIdentity(run_id=state["run_id"], pid=state["pid"])
+        env = cls(
+            state["strategies"],
+            cluster_name=state["cluster"]["name"],
+            kind_bin=state["kind_bin"],
+            keep_cluster=state["keep_cluster"],
+            reuse_cluster=state["reuse_cluster"],
+            identity=identity,
+        )
+        env._docker = docker_client()
+        env._tmp = Path(state["tmp"])
+        cluster = KindCluster(env.cluster_name, kind_bin=env.kind_bin, workdir=Path(state["cluster"]["workdir"]))
+        cluster.created, cluster.reused = state["cluster"]["created"], state["cluster"]["reused"]
+        env.cluster = cluster
+        node_credentials = NodeCredentials(Path(state["node_credentials"]["host_file"]))
+        node_credentials.mounted = state["node_credentials"]["mounted"]
+        for name, registry_state in state["registries"].items():
+            registry = PrivateRegistry.attach(registry_state, docker=env._docker)
+            env.contexts[name] = StrategyContext(name, registry, env._tmp / name, node_credentials, cluster)
+        return env
+
+    def detach(self) -> None:
+        for ctx in self.contexts.values():
+            ctx.registry.detach()
+        self.contexts.clear()
+        self.cluster = None
+        self._tmp = None
+
     def workspace(self, strategy: str, namespace: str | None = None, test_name: str = "") -> KindPrivateRegistry:
         """A per-test view: the strategy, its registry, the cluster, and its own namespace."""
         if strategy not in self.contexts:
@@ -211,7 +290,7 @@ class KindRegistryEnvironment:
         self.contexts.clear()
         if self.cluster is not None:
             if self.keep_cluster and (self.cluster.created or self.cluster.reused):
-                log.warning("kindreg: keeping cluster %s (kubeconfig %s)", self.cluster_name, self.cluster.kubeconfig)
+                self.progress(f"keeping cluster {self.cluster_name} (kubeconfig {self.cluster.kubeconfig})")
                 self.cluster.created = False
             try:
                 self.cluster.delete()

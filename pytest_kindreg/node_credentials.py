@@ -18,7 +18,7 @@ from pytest_kindreg.credentials import Credentials, merge_docker_config, write_i
 from pytest_kindreg.kind_config import ExtraMount
 
 if TYPE_CHECKING:
-    from pytest_kindreg.cluster import KindCluster
+    from pytest_kindreg.docker_nodes import DockerNodes
 
 KUBELET_CONFIG_JSON = "/var/lib/kubelet/config.json"
 
@@ -54,7 +54,7 @@ class NodeCredentials:
             else:
                 write_private_file(self.host_file, merged)
 
-    def apply(self, cluster: KindCluster, auths: Mapping[str, Credentials], *, restart_kubelet: bool) -> None:
+    def apply(self, cluster: DockerNodes, auths: Mapping[str, Credentials], *, restart_kubelet: bool) -> None:
         """Merge ``auths`` into every node's config.json, then (optionally) restart kubelet on each.
 
         The restart is what kind's guide prescribes: kubelet caches the file for 5 minutes.
@@ -70,7 +70,7 @@ class NodeCredentials:
             for node in cluster.nodes():
                 cluster.restart_kubelet(node)
 
-    def keys_on(self, cluster: KindCluster, node: str) -> list[str]:
+    def keys_on(self, cluster: DockerNodes, node: str) -> list[str]:
         """The servers a node's config.json has credentials for (never the credentials)."""
         current = cluster.read_file(node, KUBELET_CONFIG_JSON)
         return sorted(json.loads(current).get("auths", {})) if current else []

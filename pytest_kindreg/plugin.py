@@ -6,10 +6,12 @@ KindRegistryEnvironment, the strategies).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from types import FrameType
 from typing import Any
 
@@ -22,6 +24,7 @@ from pytest_kindreg.errors import KindregError, UnknownStrategyError
 from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.settings import Settings, add_options
+from pytest_kindreg.sharing import SharedResource, Sharing
 from pytest_kindreg.strategies import STRATEGY_NAMES, validate_strategy_names
 from pytest_kindreg.workspace import KindPrivateRegistry
 
@@ -30,6 +33,8 @@ FIXTURE = "kind_private_registry"
 settings_key = pytest.StashKey[Settings]()
 needed_key = pytest.StashKey[set[str]]()
 environment_key = pytest.StashKey[KindRegistryEnvironment]()
+summary_key = pytest.StashKey[list[str]]()
+registry_key = pytest.StashKey[PrivateRegistry]()
 workspace_key = pytest.StashKey[KindPrivateRegistry]()
 sigterm_key = pytest.StashKey[Any]()
 log = logging.getLogger("pytest_kindreg")
@@ -124,6 +129,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(summary_key, None)
+    if lines:
+        terminalreporter.write_sep("-", "kindreg")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def _require(settings: Settings, requirement: str, problem: str | None) -> None:
     """Skip when a requirement is missing, or fail when the run said it is required."""
     if problem is None:
@@ -180,13 +193,44 @@ def kindreg_test_image(kindreg_settings: Settings, kindreg_docker: Any) -> str:
 
 @pytest.fixture(scope="session")
 def private_registry(
-    kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
+    pytestconfig: pytest.Config, kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
 ) -> Iterator[PrivateRegistry]:
     """A started :class:`PrivateRegistry` (htpasswd, random credentials), for the whole session."""
     with PrivateRegistry(
         image=kindreg_settings.registry_image, identity=kindreg_identity, docker=kindreg_docker
     ) as registry:
+        pytestconfig.stash[registry_key] = registry
         yield registry
+
+
+def _xdist_shared(config: pytest.Config, settings: Settings) -> bool:
+    return hasattr(config, "workerinput") and settings.xdist == "shared"
+
+
+def _new_environment(
+    strategies: list[str], settings: Settings, identity: RunIdentity, config: pytest.Config
+) -> KindRegistryEnvironment:
+    cluster_name = settings.cluster_name
+    workerinput = getattr(config, "workerinput", None)
+    if cluster_name and workerinput is not None and settings.xdist == "per-worker":
+        cluster_name = f"{cluster_name}-{workerinput['workerid']}"
+    return KindRegistryEnvironment(
+        strategies,
+        cluster_name=cluster_name,
+        node_image=settings.node_image,
+        workers=settings.workers,
+        kind_bin=settings.kind_bin,
+        registry_image=settings.registry_image,
+        keep_cluster=settings.keep_cluster,
+        reuse_cluster=settings.reuse_cluster,
+        identity=identity,
+        progress=_progress_writer(config),
+    )
+
+
+def _started(environment: KindRegistryEnvironment) -> KindRegistryEnvironment:
+    environment.start()
+    return environment
 
 
 @pytest.fixture(scope="session")
@@ -195,24 +239,59 @@ def kindreg_environment(
     kindreg_settings: Settings,
     kindreg_docker: Any,
     kindreg_identity: RunIdentity,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[KindRegistryEnvironment]:
-    """The registries of every strategy the collected tests use, and ONE cluster for all of them."""
+    """The registries of every strategy the collected tests use, and ONE cluster for all of them.
+
+    Under pytest-xdist, by default one environment serves every worker: created once under a
+    file lock, torn down by the last worker (``kindreg_xdist = per-worker`` gives each its own).
+    """
     _require(kindreg_settings, "kind", kind_available(kindreg_settings.kind_bin))
-    strategies = pytestconfig.stash[needed_key] or set(kindreg_settings.default_strategies)
-    environment = KindRegistryEnvironment(
-        sorted(strategies),
-        cluster_name=kindreg_settings.cluster_name,
-        node_image=kindreg_settings.node_image,
-        workers=kindreg_settings.workers,
-        kind_bin=kindreg_settings.kind_bin,
-        registry_image=kindreg_settings.registry_image,
-        keep_cluster=kindreg_settings.keep_cluster,
-        reuse_cluster=kindreg_settings.reuse_cluster,
-        identity=kindreg_identity,
+    needed: set[str] = pytestconfig.stash[needed_key]
+    strategies = sorted(needed or set(kindreg_settings.default_strategies))
+    if not _xdist_shared(pytestconfig, kindreg_settings):
+        with _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig) as environment:
+            pytestconfig.stash[environment_key] = environment
+            pytestconfig.stash[summary_key] = environment.describe()
+            yield environment
+        return
+    workerinput: dict[str, Any] = pytestconfig.workerinput  # type: ignore[attr-defined]
+    # Labelled with the xdist controller's pid: it outlives every worker, so no reaper takes
+    # these resources for a dead run's while any worker still uses them.
+    identity = RunIdentity(run_id=str(workerinput["testrunuid"])[:6], pid=os.getppid())
+    shared = SharedResource(
+        tmp_path_factory.getbasetemp().parent / "kindreg-shared",
+        "environment",
+        Sharing(
+            create=lambda: _started(_new_environment(strategies, kindreg_settings, identity, pytestconfig)),
+            export=KindRegistryEnvironment.export_state,
+            attach=KindRegistryEnvironment.attach,
+            close=KindRegistryEnvironment.close,
+            detach=KindRegistryEnvironment.detach,
+        ),
     )
-    with environment:
-        pytestconfig.stash[environment_key] = environment
+    environment = shared.acquire()
+    pytestconfig.stash[environment_key] = environment
+    pytestconfig.stash[summary_key] = environment.describe()
+    try:
         yield environment
+    finally:
+        shared.release(environment)
+
+
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines on the terminal while the run waits (cluster creation, image loads)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(message: str) -> None:
+        log.info("kindreg: %s", message)
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(f"kindreg: {message}")
+
+    return write
 
 
 @pytest.fixture(scope="session")
@@ -252,10 +331,16 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if not report.failed or call.when != "call":
+        return report
     workspace = item.stash.get(workspace_key, None)
-    if workspace is not None and report.failed and call.when == "call":
+    if workspace is not None:
         for title, text in _diagnostics(workspace):
             report.sections.append((f"kindreg {title}", text))
+    elif "private_registry" in getattr(item, "fixturenames", ()):
+        registry = item.config.stash.get(registry_key, None)
+        if registry is not None:
+            report.sections.append((f"kindreg registry {registry.name} log (tail)", registry.logs_tail(30)))
     return report
 
 

@@ -9,6 +9,7 @@ Usable without pytest::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import shutil
@@ -104,7 +105,8 @@ class PrivateRegistry:
         self.role = role
         self.name = name or self.identity.name(role)
         self.requested_port = port
-        self.credentials: Credentials | None = (credentials or Credentials.random()) if htpasswd else None
+        self._credentials: Credentials | None = (credentials or Credentials.random()) if htpasswd else None
+        self._credentials_mtime = 0.0
         self.tls = tls or client_auth
         self.client_auth = client_auth
         self.ready_timeout = ready_timeout
@@ -118,6 +120,19 @@ class PrivateRegistry:
         self._lock = threading.RLock()
 
     # -- identity ---------------------------------------------------------------------------
+    @property
+    def credentials(self) -> Credentials | None:
+        """The current credentials; re-read when another process sharing this registry rotated them."""
+        path = self._workdir / "credentials.json" if self._workdir is not None else None
+        if self._credentials is not None and path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                mtime = path.stat().st_mtime
+                if mtime != self._credentials_mtime:
+                    data = json.loads(path.read_text())
+                    self._credentials = Credentials(data["username"], data["password"])
+                    self._credentials_mtime = mtime
+        return self._credentials
+
     def __repr__(self) -> str:
         state = f"host={self.host!r}" if self._port else "not started"
         user = f" username={self.username!r}" if self.credentials else ""
@@ -232,6 +247,66 @@ class PrivateRegistry:
             self._tunnel = ClientCertTunnel(("127.0.0.1", self.port), files.ca, files.client_cert, files.client_key)
         self.wait_ready()
         log.info("registry %s ready at %s", self.name, self.host)
+
+    # -- sharing between processes ------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """What another process needs to :meth:`attach` (no secrets: those stay in 0600 files)."""
+        return {
+            "image": self.image,
+            "name": self.name,
+            "role": self.role,
+            "port": self.port,
+            "tls": self.tls,
+            "client_auth": self.client_auth,
+            "htpasswd": self._credentials is not None,
+            "workdir": str(self.workdir),
+            "run_id": self.identity.run_id,
+            "pid": self.identity.pid,
+        }
+
+    @classmethod
+    def attach(cls, state: dict[str, Any], docker: Any = None) -> PrivateRegistry:
+        """A handle on a registry another process started (e.g. the first xdist worker)."""
+        registry = cls(
+            image=state["image"],
+            name=state["name"],
+            role=state["role"],
+            tls=state["tls"],
+            client_auth=state["client_auth"],
+            htpasswd=state["htpasswd"],
+            identity=RunIdentity(run_id=state["run_id"], pid=state["pid"]),
+            docker=docker,
+        )
+        registry._docker = docker or docker_client()
+        registry._port = int(state["port"])
+        registry._workdir = Path(state["workdir"])
+        try:
+            registry._container = registry._docker.containers.get(registry.name)
+        except NotFound as exc:
+            raise RegistryError(f"shared registry container {registry.name} no longer exists") from exc
+        if registry.tls:
+            certs = registry._workdir / "certs"
+            client = (certs / "client.cert", certs / "client.key") if registry.client_auth else (None, None)
+            registry._tls_files = TlsFiles(certs / "ca.crt", certs / "server.crt", certs / "server.key", *client)
+        if registry.client_auth:
+            files = registry._tls_files
+            assert files is not None and files.client_cert is not None and files.client_key is not None
+            registry._tunnel = ClientCertTunnel(
+                ("127.0.0.1", registry.port), files.ca, files.client_cert, files.client_key
+            )
+        return registry
+
+    def detach(self) -> None:
+        """Let go of a shared registry without stopping it (another process owns its end)."""
+        with self._lock:
+            if self._tunnel is not None:
+                self._tunnel.close()
+                self._tunnel = None
+            for reference in self._local_tags:
+                with contextlib.suppress(Exception):
+                    self._docker.images.remove(reference, noprune=True)
+            self._local_tags.clear()
+            self._container = None
 
     def _ensure_image(self) -> None:
         try:
@@ -404,6 +479,12 @@ class PrivateRegistry:
 
     # -- credentials ------------------------------------------------------------------------
     def _write_htpasswd(self, credentials: Credentials) -> None:
+        # Plain credentials for processes that attach to this registry (xdist workers), kept
+        # outside the directory mounted into the registry container.
+        record = write_private_file(self.workdir / ".credentials.new", json.dumps(vars(credentials)))
+        record.replace(self.workdir / "credentials.json")
+        self._credentials = credentials
+        self._credentials_mtime = (self.workdir / "credentials.json").stat().st_mtime
         auth = self.workdir / "auth"
         auth.mkdir(mode=0o700, exist_ok=True)
         tmp = write_private_file(auth / ".htpasswd.new", credentials.htpasswd_line() + "\n")
@@ -416,15 +497,16 @@ class PrivateRegistry:
             if self.credentials is None:
                 raise RegistryError(f"registry {self.name} has no password auth to rotate")
             old = self.credentials
-            self.credentials = new or Credentials.random()
-            self._write_htpasswd(self.credentials)
+            self._write_htpasswd(new or Credentials.random())
             self.wait_ready()
             status = requests.get(
                 f"{self.url}/v2/", auth=(old.username, old.password), timeout=5, **self.tls_kwargs()
             ).status_code
-            if status != 401 and old != self.credentials:
+            current = self.credentials
+            assert current is not None
+            if status != 401 and old != current:
                 raise RegistryError(f"registry {self.name} still accepts the old credentials after rotation")
-            return self.credentials
+            return current
 
     # -- images -----------------------------------------------------------------------------
     @property

@@ -74,6 +74,13 @@ def add_options(parser: pytest.Parser) -> None:
     )
     option("kindreg_keep_cluster", "bool", "keep the cluster after the run", default=False, action="store_true")
     option(
+        "kindreg_xdist",
+        "string",
+        "under pytest-xdist: 'shared' (one cluster and one set of registries for all workers, the default) "
+        "or 'per-worker'",
+        default="shared",
+    )
+    option(
         "kindreg_reuse_cluster",
         "bool",
         "reuse an existing cluster of that name after a health check (implies keeping it)",
@@ -96,6 +103,7 @@ class Settings:
     workers: int = 0
     keep_cluster: bool = False
     reuse_cluster: bool = False
+    xdist: str = "shared"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def requires(self, requirement: str) -> bool:
@@ -121,7 +129,11 @@ class Settings:
             raise pytest.UsageError(
                 f"--kindreg-workers takes a whole number >= 0, not {get('kindreg_workers')!r}"
             ) from None
+        xdist = str(get("kindreg_xdist"))
+        if xdist not in ("shared", "per-worker"):
+            raise pytest.UsageError(f"{xdist!r} is not a valid kindreg_xdist mode. Valid modes: shared, per-worker")
         return cls(
+            xdist=xdist,
             strict=bool(get("kindreg_strict")),
             required=frozenset(required),
             strategies_selected=tuple(config.getoption("kindreg_strategy", default=None) or ()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -210,3 +211,21 @@ def test_stop_removes_the_local_tags_it_made(kindreg_docker: Any, kindreg_test_i
     remaining = kindreg_docker.images.get(kindreg_test_image).tags
     assert pushed not in remaining
     assert kindreg_test_image in remaining  # the source image itself is untouched
+
+
+def test_attached_handle_shares_the_registry_and_sees_rotations(kindreg_docker: Any, kindreg_test_image: str) -> None:
+    with PrivateRegistry(client_auth=True, docker=kindreg_docker) as owner:
+        other = PrivateRegistry.attach(owner.export_state(), docker=kindreg_docker)
+        try:
+            assert "password" not in json.dumps(owner.export_state())
+            assert other.host == owner.host
+            assert other.credentials == owner.credentials
+            owner.rotate_credentials()
+            assert other.credentials == owner.credentials  # re-read from the 0600 record
+            reference = other.push(kindreg_test_image, repository="attached/app", tag="1")
+            assert owner.tags("attached/app") == ["1"]
+            assert reference.startswith(owner.host)
+        finally:
+            other.detach()
+        assert owner.container.status in ("running", "created")  # detach did not stop it
+        assert owner.get("/v2/").status_code == 200

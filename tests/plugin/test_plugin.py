@@ -248,3 +248,16 @@ def test_password_never_in_a_failing_verbose_run(
     output = result.stdout.str() + result.stderr.str()
     assert "PrivateRegistry" in output
     assert password not in output
+
+
+@pytest.mark.docker
+def test_failing_test_gets_the_registry_log(pytester: pytest.Pytester, kindreg_docker: object) -> None:
+    pytester.makepyfile(
+        """
+        def test_fails(private_registry):
+            assert private_registry.get("/v2/", authenticated=False).status_code == 200
+        """
+    )
+    result = pytester.runpytest("--kindreg-require", "docker")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*kindreg registry kindreg-*-registry log (tail)*", '*"GET /v2/ HTTP/1.1" 401*'])

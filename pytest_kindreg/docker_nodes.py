@@ -1,0 +1,48 @@
+"""Files and commands inside node containers, through ``docker exec`` (kind nodes are containers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_kindreg import runner
+from pytest_kindreg.errors import CommandError
+
+
+class DockerNodes:
+    """Node helpers over ``docker exec``; subclasses say which containers are the nodes."""
+
+    def nodes(self) -> list[str]:
+        raise NotImplementedError
+
+    def exec(self, node: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60.0) -> str:
+        flags = ["-i"] if input is not None else []
+        return runner.run(["docker", "exec", *flags, node, *argv], input=input, timeout=timeout).stdout
+
+    def write_file(self, node: str, path: str, content: str | bytes, mode: str = "0644") -> None:
+        """Write a file in a node in place (``cat >`` keeps the inode of a bind-mounted file)."""
+        text = content.decode() if isinstance(content, bytes) else content
+        script = 'mkdir -p "$(dirname "$1")" && umask 077 && cat > "$1" && chmod "$2" "$1"'
+        self.exec(node, ["sh", "-c", script, "sh", path, mode], input=text)
+
+    def write_file_all(self, path: str, content: str | bytes, mode: str = "0644") -> None:
+        for node in self.nodes():
+            self.write_file(node, path, content, mode)
+
+    def read_file(self, node: str, path: str) -> str | None:
+        try:
+            return self.exec(node, ["cat", path])
+        except CommandError:
+            return None
+
+    def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no kubelet")
+
+
+class ContainerNodes(DockerNodes):
+    """Any set of running containers, addressed like nodes (used for checks outside kind)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+
+    def nodes(self) -> list[str]:
+        return list(self.names)
