@@ -74,6 +74,29 @@ def wait_for(what: str, check: Callable[[], None], timeout: float, interval: flo
         ) from exc
 
 
+def raw_get(api_client: Any, path: str) -> str:
+    """GET a non-resource path (``/readyz``) through a kubernetes ``ApiClient``, whose low-level
+    API changed with the openapi-generator 7 clients (kubernetes >= 35)."""
+    if hasattr(api_client, "param_serialize"):
+        method, url, headers, body, post_params = api_client.param_serialize("GET", path, auth_settings=["BearerToken"])
+        response = api_client.call_api(method, url, header_params=headers, body=body, post_params=post_params)
+        response.read()
+        text = response.data.decode(errors="replace") if isinstance(response.data, bytes) else str(response.data)
+        if response.status >= 400:
+            raise ClusterError(f"GET {path} answered {response.status}: {text[:200]}")
+        return text
+    return str(
+        api_client.call_api(
+            path,
+            "GET",
+            auth_settings=["BearerToken"],
+            response_type="str",
+            _return_http_data_only=True,
+            _preload_content=True,
+        )
+    )
+
+
 class KindCluster(DockerNodes):
     """A kind cluster with its own kubeconfig file (0600), never the user's ``~/.kube/config``."""
 
@@ -186,15 +209,8 @@ class KindCluster(DockerNodes):
         api = self.api_client()
         problems: list[str] = []
         try:
-            body = api.call_api(
-                "/readyz",
-                "GET",
-                response_type="str",
-                _return_http_data_only=True,
-                auth_settings=["BearerToken"],
-                _preload_content=True,
-            )
-            if "ok" not in str(body):
+            body = raw_get(api, "/readyz")
+            if "ok" not in body:
                 problems.append(f"/readyz answered {body!r}")
             core = client.CoreV1Api(api)
             for node in core.list_node().items:

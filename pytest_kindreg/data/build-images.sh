@@ -61,6 +61,7 @@ health:
 YAML
     [ -d /etc/ssl/certs ] && mkdir -p "$root/etc/ssl" && cp -rL /etc/ssl/certs "$root/etc/ssl/" 2>/dev/null || true
     tar -C "$root" -c . | docker import \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         -c 'ENTRYPOINT ["/bin/registry"]' \
         -c 'CMD ["serve", "/etc/docker/registry/config.yml"]' \
         -c 'EXPOSE 5000' \
@@ -81,6 +82,6 @@ else
     done
     mkdir -p "$root/tmp" "$root/etc"
     echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
-    tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -m "busybox-static test image" - "$TEST_IMAGE" >/dev/null
+    tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["/bin/sh"]' -m "busybox-static test image" - "$TEST_IMAGE" >/dev/null
     echo "build-images: built $TEST_IMAGE"
 fi

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 # What a node says when a pull had no usable credentials (see the facts on CRI error strings).
 REFUSED_WITHOUT_PASSWORD = re.compile(r"no basic auth credentials|401 Unauthorized|authorization failed")
-REFUSED_WITHOUT_CLIENT_CERT = re.compile(r"certificate required|bad certificate|handshake failure|tls: .*certificate")
+# TLS alerts a server sends when no client certificate came: certificate_required (TLS 1.3,
+# newer Go), bad_certificate (older Go), handshake_failure (TLS 1.2). Not x509 errors: those
+# mean the node does not trust the registry, a different fault.
+REFUSED_WITHOUT_CLIENT_CERT = re.compile(r"certificate required|bad certificate|handshake failure")
 
 
 @dataclass
