@@ -125,8 +125,17 @@ class KindCluster(DockerNodes):
         return f"<KindCluster {self.name} {state} kubeconfig={str(self.kubeconfig)!r}>"
 
     # -- kind CLI ---------------------------------------------------------------------------
-    def kind(self, *args: str, input: str | None = None, timeout: float = 120.0) -> str:
-        return runner.run([self.kind_bin, *args], input=input, timeout=timeout).stdout
+    def kind(
+        self, *args: str, input: str | None = None, timeout: float = 120.0, env: dict[str, str] | None = None
+    ) -> str:
+        return runner.run([self.kind_bin, *args], input=input, timeout=timeout, env=env).stdout
+
+    @property
+    def _private_docker_config(self) -> dict[str, str]:
+        """An empty DOCKER_CONFIG for the docker CLI that ``kind load`` runs: never the user's."""
+        directory = self.workdir / "docker-config"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return {"DOCKER_CONFIG": str(directory)}
 
     def version(self) -> str:
         return self.kind("version").strip()
@@ -303,7 +312,7 @@ class KindCluster(DockerNodes):
         for Docker's containerd image store, where the first fails (kind #3795)."""
         self.progress(f"loading {image} into the nodes of {self.name}...")
         try:
-            self.kind("load", "docker-image", image, "--name", self.name, timeout=300)
+            self.kind("load", "docker-image", image, "--name", self.name, timeout=300, env=self._private_docker_config)
             return
         except CommandError as exc:
             if "digest" not in exc.stderr and "not found" not in exc.stderr:
@@ -312,9 +321,15 @@ class KindCluster(DockerNodes):
             archive = str(Path(tmp) / "image.tar")
             arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
             try:
-                runner.run(["docker", "save", "--platform", f"linux/{arch}", "-o", archive, image], timeout=300)
+                runner.run(
+                    ["docker", "save", "--platform", f"linux/{arch}", "-o", archive, image],
+                    timeout=300,
+                    env=self._private_docker_config,
+                )
             except CommandError as exc:
                 if not re.search(r"unknown flag|platform", exc.stderr):
                     raise
-                runner.run(["docker", "save", "-o", archive, image], timeout=300)
-            self.kind("load", "image-archive", archive, "--name", self.name, timeout=300)
+                runner.run(["docker", "save", "-o", archive, image], timeout=300, env=self._private_docker_config)
+            self.kind(
+                "load", "image-archive", archive, "--name", self.name, timeout=300, env=self._private_docker_config
+            )

@@ -20,7 +20,7 @@ import pytest
 from pytest_kindreg.cluster import KindCluster, kind_available
 from pytest_kindreg.docker_engine import RunIdentity, docker_available, docker_client
 from pytest_kindreg.environment import KindRegistryEnvironment
-from pytest_kindreg.errors import KindregError, UnknownStrategyError
+from pytest_kindreg.errors import ImageMissingError, KindregError, MissingRequirementError, UnknownStrategyError
 from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.settings import Settings, add_options
@@ -196,11 +196,18 @@ def private_registry(
     pytestconfig: pytest.Config, kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
 ) -> Iterator[PrivateRegistry]:
     """A started :class:`PrivateRegistry` (htpasswd, random credentials), for the whole session."""
-    with PrivateRegistry(
-        image=kindreg_settings.registry_image, identity=kindreg_identity, docker=kindreg_docker
-    ) as registry:
-        pytestconfig.stash[registry_key] = registry
+    registry = PrivateRegistry(image=kindreg_settings.registry_image, identity=kindreg_identity, docker=kindreg_docker)
+    problem = None
+    try:
+        registry.start()
+    except ImageMissingError as exc:
+        problem = str(exc)  # reported outside the except block: one message, no chained traceback
+    _require(kindreg_settings, "docker", problem)
+    pytestconfig.stash[registry_key] = registry
+    try:
         yield registry
+    finally:
+        registry.stop()
 
 
 def _xdist_shared(config: pytest.Config, settings: Settings) -> bool:
@@ -250,10 +257,21 @@ def kindreg_environment(
     needed: set[str] = pytestconfig.stash[needed_key]
     strategies = sorted(needed or set(kindreg_settings.default_strategies))
     if not _xdist_shared(pytestconfig, kindreg_settings):
-        with _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig) as environment:
-            pytestconfig.stash[environment_key] = environment
-            pytestconfig.stash[summary_key] = environment.describe()
+        environment = _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig)
+        missing: MissingRequirementError | None = None
+        try:
+            environment.start()
+        except MissingRequirementError as exc:
+            missing = exc
+        if missing is not None:
+            # A missing image is part of what "docker" requires; kind is its own requirement.
+            _require(kindreg_settings, "kind" if missing.requirement == "kind" else "docker", str(missing))
+        pytestconfig.stash[environment_key] = environment
+        pytestconfig.stash[summary_key] = environment.describe()
+        try:
             yield environment
+        finally:
+            environment.close()
         return
     workerinput: dict[str, Any] = pytestconfig.workerinput  # type: ignore[attr-defined]
     # Labelled with the xdist controller's pid: it outlives every worker, so no reaper takes

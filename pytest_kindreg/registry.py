@@ -205,6 +205,10 @@ class PrivateRegistry:
             try:
                 self._start()
             except BaseException:
+                # Interrupted inside containers.run (created, not yet returned): the container
+                # exists but we hold no handle, so find it by name before removing our files.
+                if self._container is None and self._docker is not None:
+                    self._container = self._own_container()
                 self.stop()
                 raise
             return self
@@ -316,7 +320,9 @@ class PrivateRegistry:
                 repository, tag = split_reference(self.image)
                 self._docker.images.pull(repository, tag=tag)
             except Exception as exc:
-                raise ImageMissingError(self.image, BUILD_HINT) from exc
+                # The pull's own error is one line of context, not a chain of tracebacks.
+                reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
+                raise ImageMissingError(self.image, f"(pull failed: {reason}) {BUILD_HINT}") from None
 
     def _run_container(self, env: dict[str, str], volumes: dict[str, dict[str, str]]) -> None:
         attempts = 1 if self.requested_port else 3
@@ -340,8 +346,8 @@ class PrivateRegistry:
                 return
             except APIError as exc:
                 text = str(exc)
-                leftover = self._find_container()
-                if leftover is not None and leftover.labels.get("io.kindreg.run") == self.identity.run_id:
+                leftover = self._own_container()
+                if leftover is not None:
                     leftover.remove(force=True, v=True)
                 if "port is already allocated" in text or "address already in use" in text:
                     if self.requested_port or attempt == attempts - 1:
@@ -353,6 +359,13 @@ class PrivateRegistry:
                         f"(`docker rm -f {self.name}`) or run `kindreg cleanup`"
                     ) from exc
                 raise RegistryError(f"could not start registry container {self.name}: {exc}") from exc
+
+    def _own_container(self) -> Any:
+        with contextlib.suppress(Exception):
+            container = self._find_container()
+            if container is not None and container.labels.get("io.kindreg.run") == self.identity.run_id:
+                return container
+        return None
 
     def _find_container(self) -> Any:
         try:

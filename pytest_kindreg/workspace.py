@@ -108,6 +108,14 @@ class KindPrivateRegistry:
             raise KindregError("the workspace is not set up (call setup() or use it as a context manager)")
         return self._pod_patch
 
+    def attach_pull_secrets_to_default_service_account(self) -> None:
+        """Also name the strategy's pull secrets on the namespace's ``default`` ServiceAccount,
+        so pods that do not list ``imagePullSecrets`` themselves get them too."""
+        names = [{"name": name} for name in self.pod_patch.image_pull_secrets]
+        if not names:
+            raise KindregError(f"strategy {self.strategy.name} has no pull secret to attach")
+        self.core.patch_namespaced_service_account("default", self.namespace, {"imagePullSecrets": names})
+
     # -- images -------------------------------------------------------------------------------
     def push(self, local_image: str, repository: str | None = None, tag: str | None = None) -> str:
         """Push a local image to this strategy's registry and make it available the strategy's way.

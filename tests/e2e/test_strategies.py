@@ -140,3 +140,16 @@ def test_containerd_is_detected_at_runtime(kind_cluster: KindCluster) -> None:
     assert major in (1, 2)
     assert config_version == (2 if major == 1 else 3)
     assert any("/etc/containerd/certs.d" in p for p in paths)
+
+
+@pytest.mark.kindreg_strategy("pull_secret")
+def test_pull_secret_through_the_default_service_account(
+    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
+) -> None:
+    from pytest_kindreg.strategies.base import PodPatch
+
+    reference = kind_private_registry.push(kindreg_test_image)
+    kind_private_registry.attach_pull_secrets_to_default_service_account()
+    # The pod itself names no pull secret: the ServiceAccount admission adds it.
+    pod = kind_private_registry.run_pod(reference, patch=PodPatch())
+    assert [s.name for s in pod.spec.image_pull_secrets] == ["kindreg-pull-secret"]
