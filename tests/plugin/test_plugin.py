@@ -261,3 +261,28 @@ def test_failing_test_gets_the_registry_log(pytester: pytest.Pytester, kindreg_d
     result = pytester.runpytest("--kindreg-require", "docker")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*kindreg registry kindreg-*-registry log (tail)*", '*"GET /v2/ HTTP/1.1" 401*'])
+
+
+@pytest.mark.docker
+def test_port_in_use_is_one_actionable_message(pytester: pytest.Pytester, kindreg_docker: object) -> None:
+    pytester.makeconftest(
+        """
+        import socket
+        import pytest
+        from pytest_kindreg import PrivateRegistry
+
+        @pytest.fixture(scope="session")
+        def private_registry():
+            with socket.socket() as busy:
+                busy.bind(("127.0.0.1", 0))
+                busy.listen()
+                with PrivateRegistry(port=busy.getsockname()[1]) as registry:
+                    yield registry
+        """
+    )
+    pytester.makepyfile("def test_x(private_registry):\n    pass\n")
+    result = pytester.runpytest("--kindreg-require", "docker")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*PortInUseError: port 127.0.0.1:* is already in use; choose another port or leave it unset*"]
+    )
