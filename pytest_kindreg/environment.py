@@ -2,8 +2,8 @@
 of them, and the wiring between (networks, hosts.toml, KEP-1755). Usable without pytest::
 
     with KindRegistryEnvironment(["pull_secret", "certificate"]) as env:
-        ws = env.workspace("pull_secret")
-        ws.run_pod(ws.push("busybox:1.36"))
+        with env.workspace("pull_secret") as ws:  # its own namespace (and pull Secret)
+            ws.run_pod(ws.push("busybox:1.36"))
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_kindreg.docker_engine import LABEL_MANAGED, LABEL_PID
+from pytest_kindreg.docker_engine import LABEL_MANAGED, LABEL_PID, RunIdentity
 
 
 def kindreg_resources(docker: Any) -> set[str]:
@@ -32,3 +32,22 @@ def no_leftovers(kindreg_docker: Any) -> Iterator[None]:
     yield
     left = own_resources(kindreg_docker) - before
     assert not left, f"left behind: {sorted(left)}"
+
+
+def start_node_containers(
+    docker: Any, image: str, count: int, mounts: dict[str, dict[str, str]] | None = None
+) -> list[Any]:
+    """Running containers that stand in for kind nodes (files, ``docker exec``), labelled as ours."""
+    identity = RunIdentity()
+    return [
+        docker.containers.run(
+            image,
+            ["sleep", "600"],
+            detach=True,
+            name=identity.name(f"node{i}"),
+            labels=identity.labels("test-node"),
+            volumes=mounts or {},
+            network_mode="none",
+        )
+        for i in range(count)
+    ]

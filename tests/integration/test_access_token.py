@@ -12,11 +12,12 @@ from typing import Any, cast
 import pytest
 import requests
 
-from pytest_kindreg import Credentials, PrivateRegistry, RunIdentity
+from pytest_kindreg import Credentials, PrivateRegistry
 from pytest_kindreg.credentials import parse_auth_entry
 from pytest_kindreg.docker_nodes import ContainerNodes
 from pytest_kindreg.node_credentials import KUBELET_CONFIG_JSON, NodeCredentials
 from pytest_kindreg.strategies import AccessTokenStrategy, StrategyContext
+from tests.conftest import start_node_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
@@ -32,18 +33,7 @@ class RecordingNodes(ContainerNodes):
 
 @pytest.fixture
 def nodes(kindreg_docker: Any, kindreg_test_image: str) -> Iterator[RecordingNodes]:
-    identity = RunIdentity()
-    containers = [
-        kindreg_docker.containers.run(
-            kindreg_test_image,
-            ["sleep", "600"],
-            detach=True,
-            name=identity.name(f"node{i}"),
-            labels=identity.labels("test-node"),
-            network_mode="none",
-        )
-        for i in range(2)
-    ]
+    containers = start_node_containers(kindreg_docker, kindreg_test_image, 2)
     yield RecordingNodes([c.name for c in containers])
     for container in containers:
         container.remove(force=True)

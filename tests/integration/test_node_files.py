@@ -12,34 +12,19 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_kindreg import Credentials, PrivateRegistry, RunIdentity
+from pytest_kindreg import Credentials, PrivateRegistry
 from pytest_kindreg.credentials import parse_auth_entry
 from pytest_kindreg.docker_nodes import ContainerNodes
 from pytest_kindreg.node_credentials import KUBELET_CONFIG_JSON, NodeCredentials
 from pytest_kindreg.strategies import CertificateStrategy, NodeConfigStrategy, StrategyContext
+from tests.conftest import start_node_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
 
-def _start_nodes(docker: Any, image: str, count: int, mounts: dict[str, dict[str, str]] | None = None) -> list[Any]:
-    identity = RunIdentity()
-    return [
-        docker.containers.run(
-            image,
-            ["sleep", "600"],
-            detach=True,
-            name=identity.name(f"node{i}"),
-            labels=identity.labels("test-node"),
-            volumes=mounts or {},
-            network_mode="none",
-        )
-        for i in range(count)
-    ]
-
-
 @pytest.fixture
 def nodes(kindreg_docker: Any, kindreg_test_image: str) -> Iterator[ContainerNodes]:
-    containers = _start_nodes(kindreg_docker, kindreg_test_image, 2)
+    containers = start_node_containers(kindreg_docker, kindreg_test_image, 2)
     yield ContainerNodes([c.name for c in containers])
     for container in containers:
         container.remove(force=True)
@@ -87,7 +72,7 @@ def test_node_config_mount_and_access_token_share_one_file(
         assert stat.S_IMODE(Path(mount.host_path).stat().st_mode) == 0o600
         inode = Path(mount.host_path).stat().st_ino
         volumes = {mount.host_path: {"bind": mount.container_path, "mode": "ro"}}
-        containers = _start_nodes(kindreg_docker, kindreg_test_image, 2, volumes)
+        containers = start_node_containers(kindreg_docker, kindreg_test_image, 2, volumes)
         try:
             nodes = ContainerNodes([c.name for c in containers])
             assert registry.host in keyring.keys_on(nodes, nodes.nodes()[0])
