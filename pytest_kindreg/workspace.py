@@ -173,8 +173,11 @@ class KindPrivateRegistry:
         deadline = time.monotonic() + timeout
         while True:
             pod = self.core.read_namespaced_pod(name, self.namespace)
-            if pod.status and pod.status.phase == "Running":
+            phase = pod.status.phase if pod.status else None
+            if phase in ("Running", "Succeeded"):  # Succeeded: a short command ran, so the pull worked
                 return pod, None
+            if phase == "Failed":
+                return pod, "Failed"
             failure = self._pull_failure(pod)
             if failure:
                 return pod, failure
@@ -204,7 +207,7 @@ class KindPrivateRegistry:
         timeout: float = 180.0,
         patch: PodPatch | None = None,
     ) -> Any:
-        """Create a pod with the strategy applied and wait until it is Running.
+        """Create a pod with the strategy applied and wait until it is Running (or already Succeeded).
 
         On failure raises :class:`PodStartError` with the pod's events (e.g. ``ErrImagePull ...
         401 Unauthorized``) and the likely causes.
