@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import platform
@@ -20,7 +21,7 @@ from pytest_kindreg import runner
 from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
 from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_nodes import DockerNodes
-from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError
+from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig
 
 log = logging.getLogger("pytest_kindreg")
@@ -228,7 +229,7 @@ class KindCluster(DockerNodes):
                     problems.append(f"node {node.metadata.name} is not Ready")
             core.read_namespaced_service_account("default", "default")
         except Exception as exc:
-            problems.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            problems.append(f"{type(exc).__name__}: {first_line(exc)}")
         return problems
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
@@ -273,6 +274,8 @@ class KindCluster(DockerNodes):
 
         self.exec(node, ["systemctl", "restart", "kubelet.service"])
         started = time.monotonic()
+        # systemctl returns once the old kubelet is gone: a lease renewed after now is the new one's.
+        restarted = datetime.datetime.now(datetime.timezone.utc)
 
         def healthz() -> None:
             self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"])
@@ -280,14 +283,22 @@ class KindCluster(DockerNodes):
         wait_for(f"kubelet on {node} to answer /healthz after restart", healthz, timeout)
         core = client.CoreV1Api(self.api_client())
 
+        coordination = client.CoordinationV1Api(self.api_client())
+
         def ready() -> None:
+            # Ready stays True through a short restart; the node lease proves the new kubelet reports.
+            renewed = coordination.read_namespaced_lease(node, "kube-node-lease").spec.renew_time
+            if renewed is not None and renewed.tzinfo is None:
+                renewed = renewed.replace(tzinfo=datetime.timezone.utc)
+            if renewed is None or renewed < restarted:
+                raise ClusterError(f"node lease of {node} last renewed {renewed}, before the kubelet restart")
             status = core.read_node_status(node).status
             cond = [c for c in status.conditions or [] if c.type == "Ready"]
             if not cond or cond[0].status != "True":
                 raise ClusterError(f"node {node} Ready={cond[0].status if cond else 'missing'}")
 
         wait_for(
-            f"node {node} to be Ready after kubelet restart",
+            f"node {node} to renew its lease and be Ready after the kubelet restart",
             ready,
             max(1.0, timeout - (time.monotonic() - started)),
         )

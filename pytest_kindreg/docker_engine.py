@@ -11,7 +11,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from pytest_kindreg.errors import DockerUnavailableError
+from pytest_kindreg.errors import DockerUnavailableError, first_line
 
 LABEL_MANAGED = "io.kindreg.managed"
 LABEL_RUN = "io.kindreg.run"
@@ -77,7 +77,7 @@ def docker_client(timeout: float = 60.0) -> Any:
         client = docker.from_env(timeout=int(timeout))
         client.ping()
     except DockerException as exc:
-        raise DockerUnavailableError(str(exc).splitlines()[0][:200]) from exc
+        raise DockerUnavailableError(first_line(exc)) from exc
     except Exception as exc:  # requests' connection errors, a malformed DOCKER_HOST
         raise DockerUnavailableError(f"{type(exc).__name__}: {exc}"[:200]) from exc
     return client

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(value: object, limit: int = 200) -> str:
+    """The first line of an error's text (empty if it has none), cut to ``limit`` characters."""
+    lines = str(value).splitlines()
+    return (lines[0] if lines else "")[:limit]
+
+
 class KindregError(Exception):
     """Base class of every pytest-kindreg error."""
 

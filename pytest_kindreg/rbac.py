@@ -42,3 +42,17 @@ def can_i(api_client: Any, namespace: str, service_account: str, verb: str, name
     )
     result = client.AuthorizationV1Api(api_client).create_subject_access_review(review)
     return bool(result.status.allowed)
+
+
+def wait_until_allowed(
+    api_client: Any, namespace: str, service_account: str, verb: str, name: str | None = None, timeout: float = 30.0
+) -> None:
+    """Wait until the authorizer, which reads RBAC objects from an informer cache, allows it."""
+    from pytest_kindreg.cluster import wait_for
+    from pytest_kindreg.errors import KindregError
+
+    def allowed() -> None:
+        if not can_i(api_client, namespace, service_account, verb, name):
+            raise KindregError(f"{service_account} may not yet {verb} secret {name}")
+
+    wait_for(f"RBAC to allow {service_account} to {verb} secret {name} in {namespace}", allowed, timeout, 0.5)

@@ -27,7 +27,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 from pytest_kindreg.certificates import TlsFiles, write_tls_files
 from pytest_kindreg.credentials import Credentials, write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
-from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError
+from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError, first_line
 from pytest_kindreg.tunnel import ClientCertTunnel
 
 log = logging.getLogger("pytest_kindreg")
@@ -321,7 +321,7 @@ class PrivateRegistry:
                 self._docker.images.pull(repository, tag=tag)
             except Exception as exc:
                 # The pull's own error is one line of context, not a chain of tracebacks.
-                reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
+                reason = first_line(getattr(exc, "explanation", None) or exc, 160)
                 raise ImageMissingError(self.image, f"(pull failed: {reason}) {BUILD_HINT}") from None
 
     def _run_container(self, env: dict[str, str], volumes: dict[str, dict[str, str]]) -> None:

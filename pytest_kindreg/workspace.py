@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_kindreg.cluster import wait_for
 from pytest_kindreg.diagnosis import diagnose_pull_failure, summarize_pod
 from pytest_kindreg.errors import KindregError, PodStartError
 from pytest_kindreg.registry import split_reference
@@ -115,6 +116,17 @@ class KindPrivateRegistry:
         if not names:
             raise KindregError(f"strategy {self.strategy.name} has no pull secret to attach")
         self.core.patch_namespaced_service_account("default", self.namespace, {"imagePullSecrets": names})
+        wanted = [name["name"] for name in names]
+        probe = self.pod_manifest("kindreg/admission-probe:dry-run", patch=PodPatch())
+
+        def admitted() -> None:
+            # The ServiceAccount admission reads an informer cache that may not have the patch yet.
+            pod = self.core.create_namespaced_pod(self.namespace, probe, dry_run="All")
+            got = [ref.name for ref in pod.spec.image_pull_secrets or []]
+            if got != wanted:
+                raise KindregError(f"new pods get imagePullSecrets {got}, not yet {wanted}")
+
+        wait_for(f"pods in {self.namespace} to get the default ServiceAccount's pull secrets", admitted, 30, 0.5)
 
     # -- images -------------------------------------------------------------------------------
     def push(self, local_image: str, repository: str | None = None, tag: str | None = None) -> str:

@@ -21,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Debian's docker-registry package starts a registry service on :5000 on every interface;
+# pytest-kindreg only needs its binary (to build registry:2), so keep that service off.
+if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files docker-registry.service >/dev/null 2>&1; then
+    $SUDO systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
+
 if ! docker version >/dev/null 2>&1; then
     echo "setup: no Docker engine answers; starting dockerd"
     $SUDO sh -c 'nohup dockerd >/var/log/kindreg-dockerd.log 2>&1 &'

@@ -68,7 +68,7 @@ def test_failed_pull_is_diagnosed(kind_private_registry: KindPrivateRegistry, ki
 def test_pull_secret_reader_role_is_least_privilege(kind_private_registry: KindPrivateRegistry) -> None:
     from kubernetes import client
 
-    from pytest_kindreg.rbac import can_i, pull_secret_reader_role, role_binding
+    from pytest_kindreg.rbac import can_i, pull_secret_reader_role, role_binding, wait_until_allowed
     from pytest_kindreg.strategies.pull_secret import SECRET_NAME
 
     ns = kind_private_registry.namespace
@@ -77,7 +77,8 @@ def test_pull_secret_reader_role_is_least_privilege(kind_private_registry: KindP
     rbac.create_namespaced_role(ns, pull_secret_reader_role(ns, SECRET_NAME))
     rbac.create_namespaced_role_binding(ns, role_binding(ns, "pull-secret-reader", "dev-team"))
     api = kind_private_registry.api_client
-    assert can_i(api, ns, "dev-team", "get", SECRET_NAME)
+    wait_until_allowed(api, ns, "dev-team", "get", SECRET_NAME)  # the binding is in effect...
+    assert can_i(api, ns, "dev-team", "get", SECRET_NAME)  # ...and then only for this
     assert not can_i(api, ns, "dev-team", "get", "some-other-secret")
     assert not can_i(api, ns, "dev-team", "list")
     assert not can_i(api, ns, "dev-team", "update", SECRET_NAME)

@@ -9,6 +9,7 @@ reads ``/etc/containerd/certs.d/<host>/hosts.toml`` for the CRI plugin on a kind
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 NAMESPACE = "kindreg"
-SNAPSHOTTER = "native"  # no mounts: works unprivileged-ish, inside containers, and rmtree cleans it
 INSTALL_HINT = "install it with `apt-get install containerd` (provides containerd and ctr)"
 
 # Everything a pull does not need. CRI would fight the system containerd for its ports and
@@ -97,11 +97,17 @@ class StandaloneContainerd:
                 'plugin_dir = ""',
                 "disabled_plugins = [" + ", ".join(_toml_string(p) for p in DISABLED_PLUGINS) + "]",
                 "",
+                # Sockets owned by whoever runs the tests: containerd chowns them to uid/gid 0
+                # by default, which a non-root user (a CI runner) may not do.
                 "[grpc]",
                 f"  address = {_toml_string(self.address)}",
+                f"  uid = {os.getuid()}",
+                f"  gid = {os.getgid()}",
                 "",
                 "[ttrpc]",
                 f"  address = {_toml_string(self.address + '.ttrpc')}",
+                f"  uid = {os.getuid()}",
+                f"  gid = {os.getgid()}",
                 "",
                 "[debug]",
                 '  address = ""',
@@ -197,16 +203,17 @@ class StandaloneContainerd:
             timeout=timeout or self.pull_timeout,
         )
 
-    def pull(self, reference: str, hosts_dir: str | Path, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        """``ctr images pull --hosts-dir DIR [--user u:p] REF``; check the result yourself.
+    def fetch(self, reference: str, hosts_dir: str | Path, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``ctr content fetch --hosts-dir DIR [--user u:p] REF``; check the result yourself.
+
+        The registry side of a pull (hosts.toml lookup, TLS, client certificate, auth) and the
+        download of every blob, without unpacking layers: that needs mount privileges, which a
+        non-root CI user does not have.
 
         ``--user`` answers the challenge of whatever host is contacted, as kubelet-supplied
         CRI credentials do for a hosts.toml mirror (they carry no server address).
         """
-        args = ["images", "pull", "--snapshotter", SNAPSHOTTER, "--hosts-dir", str(hosts_dir)]
+        args = ["content", "fetch", "--hosts-dir", str(hosts_dir)]
         if user is not None:
             args += ["--user", user]
         return self.ctr(*args, reference)
-
-    def remove_image(self, reference: str) -> None:
-        self.ctr("images", "rm", reference, timeout=30)

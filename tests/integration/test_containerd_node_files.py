@@ -1,7 +1,7 @@
 """The files the strategies write into kind nodes, checked against a real containerd and a real registry.
 
 No cluster: a standalone containerd of the test's own (``containerd_harness``) pulls through
-``ctr images pull --hosts-dir``, which runs the same ``ConfigureHosts`` code the CRI plugin uses
+``ctr content fetch --hosts-dir``, which runs the same ``ConfigureHosts`` code the CRI plugin uses
 for ``/etc/containerd/certs.d/<image-host>/hosts.toml`` on a node. The image host is an
 unresolvable alias (``.invalid``, RFC 6761), so a successful pull can only have gone through the
 endpoint ``hosts.toml`` names — as ``localhost:5001`` is mapped to ``kind-registry:5000`` in kind.
@@ -113,11 +113,11 @@ def _copy_tls_files(registry: PrivateRegistry, root: Path) -> Path:
 
 
 def _assert_pulled(ctrd: StandaloneContainerd, reference: str, result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, f"pull failed:\n{result.stderr}\n{ctrd.log_tail()}"
-    listed = ctrd.ctr("images", "ls", "-q", timeout=30).stdout.split()
-    assert reference in listed
-    # Remove it and collect its content, so the next pull of the same blobs fetches them again.
-    removed = ctrd.ctr("images", "rm", "--sync", reference, timeout=30)
+    assert result.returncode == 0, f"fetch of {reference} failed:\n{result.stderr}\n{ctrd.log_tail()}"
+    blobs = ctrd.ctr("content", "ls", "-q", timeout=30).stdout.split()
+    assert len(blobs) >= 3, blobs  # manifest, config and at least one layer
+    # Remove them, so the next fetch of the same blobs downloads them again.
+    removed = ctrd.ctr("content", "rm", *blobs, timeout=30)
     assert removed.returncode == 0, removed.stderr
     assert ctrd.ctr("content", "ls", "-q", timeout=30).stdout.split() == []
 
@@ -179,19 +179,19 @@ def test_htpasswd_registry_behind_alias(
         _write_hosts(certs_d, HostsToml(endpoint=endpoint))
 
         # Without a hosts.toml the alias goes nowhere: the success below is the mapping's doing.
-        unmapped = _failure(ctrd.pull(ref, tmp_path / "empty-certs.d", user=user))
+        unmapped = _failure(ctrd.fetch(ref, tmp_path / "empty-certs.d", user=user))
         assert f'"https://{ALIAS}/v2/nodefiles/htpasswd/manifests/1.0"' in unmapped
         assert "lookup kindreg-alias.invalid" in unmapped
 
         mark = _LogMark(reg)
-        no_user = _failure(ctrd.pull(ref, certs_d))
+        no_user = _failure(ctrd.fetch(ref, certs_d))
         _assert_unauthorized(no_user, reg.host, anonymous=True)
         log = mark.lines()
         assert '"HEAD /v2/nodefiles/htpasswd/manifests/1.0?ns=kindreg-alias.invalid%3A5000 HTTP/1.1" 401' in log
         assert "error authenticating user" not in log  # nothing was sent
 
         mark = _LogMark(reg)
-        wrong_password = _failure(ctrd.pull(ref, certs_d, user=f"{reg.username}:not-{reg.password}"))
+        wrong_password = _failure(ctrd.fetch(ref, certs_d, user=f"{reg.username}:not-{reg.password}"))
         _assert_unauthorized(wrong_password, reg.host, anonymous=False)
         # --user reached the mirror, which checked (and refused) that very user.
         # (logfmt escapes the quotes around the name)
@@ -200,10 +200,10 @@ def test_htpasswd_registry_behind_alias(
         with _refused_port() as dead_port:
             dead_d = tmp_path / "dead-certs.d"
             _write_hosts(dead_d, HostsToml(endpoint=f"http://127.0.0.1:{dead_port}"))
-            refused = _failure(ctrd.pull(ref, dead_d, user=user))
+            refused = _failure(ctrd.fetch(ref, dead_d, user=user))
         assert f"dial tcp 127.0.0.1:{dead_port}: connect: connection refused" in refused
 
-        _assert_pulled(ctrd, ref, ctrd.pull(ref, certs_d, user=user))
+        _assert_pulled(ctrd, ref, ctrd.fetch(ref, certs_d, user=user))
 
 
 # -- b. mTLS: the certificate strategy's node files ------------------------------------------------
@@ -228,7 +228,7 @@ def test_client_certificate_registry_behind_alias(
         no_client_d = tmp_path / "no-client"
         d2 = _copy_tls_files(reg, no_client_d)
         _write_hosts(no_client_d, HostsToml(endpoint, ca=f"{d2}/ca.crt"))
-        no_client = _failure(ctrd.pull(ref, no_client_d))
+        no_client = _failure(ctrd.fetch(ref, no_client_d))
         assert f'"{endpoint}/v2/nodefiles/mtls/manifests/1.0' in no_client
         # The alert depends on the registry's Go: older crypto/tls (the local registry:2, 2.8.2 built
         # with go1.19.8) sends bad_certificate; newer ones send certificate_required on TLS 1.3.
@@ -239,11 +239,11 @@ def test_client_certificate_registry_behind_alias(
         no_ca_d = tmp_path / "no-ca"
         d3 = _copy_tls_files(reg, no_ca_d)
         _write_hosts(no_ca_d, HostsToml(endpoint, client=(f"{d3}/client.cert", f"{d3}/client.key")))
-        no_ca = _failure(ctrd.pull(ref, no_ca_d))
+        no_ca = _failure(ctrd.fetch(ref, no_ca_d))
         assert f'"{endpoint}/v2/nodefiles/mtls/manifests/1.0' in no_ca
         assert "x509: certificate signed by unknown authority" in no_ca
 
-        _assert_pulled(ctrd, ref, ctrd.pull(ref, full_d))
+        _assert_pulled(ctrd, ref, ctrd.fetch(ref, full_d))
 
 
 # -- c. TLS + htpasswd: CA-only hosts.toml, password from the pull -------------------------------------
@@ -267,15 +267,15 @@ def test_tls_htpasswd_registry_behind_alias(
         no_ca_d = tmp_path / "no-ca"
         _copy_tls_files(reg, no_ca_d)
         _write_hosts(no_ca_d, HostsToml(endpoint))
-        no_ca = _failure(ctrd.pull(ref, no_ca_d, user=user))
+        no_ca = _failure(ctrd.fetch(ref, no_ca_d, user=user))
         assert f'"{endpoint}/v2/nodefiles/tls/manifests/1.0' in no_ca
         assert "x509: certificate signed by unknown authority" in no_ca
 
         # TLS alone is not the credential here.
-        no_user = _failure(ctrd.pull(ref, ca_d))
+        no_user = _failure(ctrd.fetch(ref, ca_d))
         _assert_unauthorized(no_user, reg.host, anonymous=True)
 
-        _assert_pulled(ctrd, ref, ctrd.pull(ref, ca_d, user=user))
+        _assert_pulled(ctrd, ref, ctrd.fetch(ref, ca_d, user=user))
 
 
 # -- d. node_config: the node's config.json, read by a real docker CLI ---------------------------------
