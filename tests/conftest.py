@@ -51,3 +51,12 @@ def start_node_containers(
         )
         for i in range(count)
     ]
+
+
+@pytest.fixture
+def node_containers(kindreg_docker: Any, kindreg_test_image: str) -> Iterator[list[str]]:
+    """Two running stand-in node containers, removed after the test."""
+    containers = start_node_containers(kindreg_docker, kindreg_test_image, 2)
+    yield [c.name for c in containers]
+    for container in containers:
+        container.remove(force=True)

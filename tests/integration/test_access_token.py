@@ -5,7 +5,6 @@ restart requests (the real restart is covered by the e2e tests on kind)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,7 +16,6 @@ from pytest_kindreg.credentials import parse_auth_entry
 from pytest_kindreg.docker_nodes import ContainerNodes
 from pytest_kindreg.node_credentials import KUBELET_CONFIG_JSON, NodeCredentials
 from pytest_kindreg.strategies import AccessTokenStrategy, StrategyContext
-from tests.conftest import start_node_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
@@ -32,11 +30,8 @@ class RecordingNodes(ContainerNodes):
 
 
 @pytest.fixture
-def nodes(kindreg_docker: Any, kindreg_test_image: str) -> Iterator[RecordingNodes]:
-    containers = start_node_containers(kindreg_docker, kindreg_test_image, 2)
-    yield RecordingNodes([c.name for c in containers])
-    for container in containers:
-        container.remove(force=True)
+def nodes(node_containers: list[str]) -> RecordingNodes:
+    return RecordingNodes(node_containers)
 
 
 def _token_on(nodes: ContainerNodes, node: str, host: str) -> Credentials:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,11 +22,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
 
 @pytest.fixture
-def nodes(kindreg_docker: Any, kindreg_test_image: str) -> Iterator[ContainerNodes]:
-    containers = start_node_containers(kindreg_docker, kindreg_test_image, 2)
-    yield ContainerNodes([c.name for c in containers])
-    for container in containers:
-        container.remove(force=True)
+def nodes(node_containers: list[str]) -> ContainerNodes:
+    return ContainerNodes(node_containers)
 
 
 def _mode(nodes: ContainerNodes, node: str, path: str) -> str:
