@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -104,7 +104,6 @@ class Settings:
     keep_cluster: bool = False
     reuse_cluster: bool = False
     xdist: str = "shared"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def requires(self, requirement: str) -> bool:
         return self.strict or requirement in self.required

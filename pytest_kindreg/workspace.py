@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_kindreg.cluster import wait_for
-from pytest_kindreg.diagnosis import diagnose_pull_failure, summarize_pod
+from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, summarize_pod
 from pytest_kindreg.errors import KindregError, PodStartError
 from pytest_kindreg.registry import split_reference
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
@@ -238,8 +238,6 @@ class KindPrivateRegistry:
         )
         if diagnosis:
             message += "\nlikely causes:\n" + "\n".join(f"  - {d}" for d in diagnosis)
-        from pytest_kindreg.diagnosis import format_event
-
         raise PodStartError(message, [format_event(e) for e in events], diagnosis)
 
     def expect_pull_refused(

@@ -8,14 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_kindreg.docker_engine import LABEL_MANAGED, LABEL_PID, RunIdentity
-
-
-def kindreg_resources(docker: Any) -> set[str]:
-    """Every container and network carrying the kindreg label, by name."""
-    containers = {c.name for c in docker.containers.list(all=True, filters={"label": LABEL_MANAGED})}
-    networks = {n.name for n in docker.networks.list(filters={"label": LABEL_MANAGED})}
-    return containers | networks
+from pytest_kindreg.docker_engine import LABEL_PID, RunIdentity
 
 
 def own_resources(docker: Any) -> set[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -54,7 +54,6 @@ class PodPatch:
 
     image_pull_secrets: tuple[str, ...] = ()
     image_pull_policy: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(Protocol):
