@@ -118,7 +118,7 @@ def find_leftovers(docker: Any, *, min_age: float = 30.0) -> Leftovers:
             if record.get("cluster") and not record.get("keep_cluster") and record.get("cluster_created"):
                 found.clusters.append(str(record["cluster"]))
     if docker is not None:
-        for container in docker.containers.list(all=True, filters={"label": LABEL_MANAGED}):
+        for container in docker.containers.list(all=True, filters={"label": LABEL_MANAGED}, ignore_removed=True):
             if not _alive(container.labels):
                 found.containers.append(container.name)
                 dead_runs.add(container.labels.get(LABEL_RUN, ""))
@@ -130,10 +130,16 @@ def find_leftovers(docker: Any, *, min_age: float = 30.0) -> Leftovers:
     now = time.time()
     for directory in Path(tempfile.gettempdir()).glob("kindreg-*-*"):
         run_id = directory.name.split("-")[1]
-        if run_id in live_runs or not directory.is_dir():
+        if run_id in live_runs:
+            continue
+        try:  # a concurrent run may remove its directory while we look
+            if not directory.is_dir():
+                continue
+            age = now - directory.stat().st_mtime
+        except OSError:
             continue
         # A directory with no live owner: a dead run's, or one too young to have an owner yet.
-        if run_id in dead_runs or now - directory.stat().st_mtime > min_age:
+        if run_id in dead_runs or age > min_age:
             found.directories.append(str(directory))
     return found
 

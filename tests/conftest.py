@@ -14,7 +14,7 @@ from pytest_kindreg.docker_engine import LABEL_PID, RunIdentity
 def own_resources(docker: Any) -> set[str]:
     """Containers and networks labelled as created by this test process (pid label)."""
     own = {"label": f"{LABEL_PID}={os.getpid()}"}
-    containers = {c.name for c in docker.containers.list(all=True, filters=own)}
+    containers = {c.name for c in docker.containers.list(all=True, filters=own, ignore_removed=True)}
     return containers | {n.name for n in docker.networks.list(filters=own)}
 
 

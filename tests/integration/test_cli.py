@@ -70,7 +70,7 @@ def test_cleanup_dry_run_and_removal(kindreg_docker: Any, kindreg_test_image: st
         assert leftover_dir.exists()
         done = kindreg("cleanup", env=env)
         assert done.returncode == 0, done.stderr
-        assert kindreg_docker.containers.list(all=True, filters={"name": container.name}) == []
+        assert kindreg_docker.containers.list(all=True, filters={"name": container.name}, ignore_removed=True) == []
         assert not leftover_dir.exists()
     finally:
         subprocess.run(["docker", "rm", "-f", container.name], capture_output=True, check=False)

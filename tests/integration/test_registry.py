@@ -157,7 +157,7 @@ def test_files_with_keys_are_private_and_removed(kindreg_docker: Any) -> None:
         assert path.stat().st_mode & 0o077 == 0, path
     reg.stop()
     assert not workdir.exists()
-    assert kindreg_docker.containers.list(all=True, filters={"name": reg.name}) == []
+    assert kindreg_docker.containers.list(all=True, filters={"name": reg.name}, ignore_removed=True) == []
 
 
 def test_killed_registry_is_restarted_on_next_use(

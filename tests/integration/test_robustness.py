@@ -210,7 +210,12 @@ def _networks(docker: Any, pid: int) -> set[str]:
 
 
 def _key_files(run_id: str) -> set[str]:
-    return {str(p) for p in Path(tempfile.gettempdir()).glob(f"kindreg-{run_id}-*/**/*.key")}
+    """Key files under the run's temp dirs; os.walk, because a live run removes its dirs while we look."""
+    found: set[str] = set()
+    for workdir in Path(tempfile.gettempdir()).glob(f"kindreg-{run_id}-*"):
+        for parent, _dirs, files in os.walk(workdir):  # walk ignores dirs that vanish under it
+            found.update(os.path.join(parent, f) for f in files if f.endswith(".key"))
+    return found
 
 
 def _observe(docker: Any, run: Run, marks: Path) -> None:

@@ -92,4 +92,4 @@ def test_one_resource_shared_by_all_workers_closed_by_the_last(
     closed = sorted(p.read_text() for p in out.glob("*.closed"))
     assert closed.count("True") == 1  # exactly one worker, the last, closed it
     (name,) = names
-    assert kindreg_docker.containers.list(all=True, filters={"name": name}) == []
+    assert kindreg_docker.containers.list(all=True, filters={"name": name}, ignore_removed=True) == []
