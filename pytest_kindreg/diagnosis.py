@@ -39,7 +39,8 @@ _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.doc
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 # Container waiting reasons kubelet uses for image problems (kubelet images/image_manager.go).
-_PULL_WAIT_REASONS = frozenset(
+# run_pod stops waiting on any of them: kubelet keeps retrying, but the pod cannot start as it is.
+PULL_FAILURE_REASONS = frozenset(
     {
         "ErrImagePull",
         "ImagePullBackOff",
@@ -224,6 +225,16 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
+def pull_failure_reason(pod: Any) -> str | None:
+    """The first image-problem waiting reason among the pod's containers (init ones included), or None."""
+    for _kind, status in _all_statuses(pod):
+        waiting = _waiting(status)
+        reason = getattr(waiting, "reason", None) if waiting is not None else None
+        if reason in PULL_FAILURE_REASONS:
+            return str(reason)
+    return None
+
+
 def _failing_images(pod: Any, events: Sequence[Any]) -> list[str]:
     """Images kubelet reports as failing; all of the pod's images if there is no status at all."""
     spec_images = {getattr(c, "name", None): getattr(c, "image", None) for c in _all_containers(pod)}
@@ -231,7 +242,7 @@ def _failing_images(pod: Any, events: Sequence[Any]) -> list[str]:
     statuses = _all_statuses(pod)
     for _kind, status in statuses:
         waiting = _waiting(status)
-        if waiting is not None and getattr(waiting, "reason", None) in _PULL_WAIT_REASONS:
+        if waiting is not None and getattr(waiting, "reason", None) in PULL_FAILURE_REASONS:
             found.append(str(spec_images.get(getattr(status, "name", None)) or getattr(status, "image", "")))
     for event in events:
         found.extend(_EVENT_IMAGE_RE.findall(_event_message(event)))

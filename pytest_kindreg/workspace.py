@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_kindreg.cluster import wait_for
-from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, summarize_pod
+from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, pull_failure_reason, summarize_pod
 from pytest_kindreg.errors import KindregError, PodStartError
 from pytest_kindreg.registry import split_reference
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
@@ -19,8 +19,6 @@ from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyConte
 if TYPE_CHECKING:
     from pytest_kindreg.cluster import KindCluster
     from pytest_kindreg.registry import PrivateRegistry
-
-PULL_FAILURE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
 
 
 def _slug(text: str, limit: int) -> str:
@@ -173,13 +171,6 @@ class KindPrivateRegistry:
         events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod_name}")
         return sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
 
-    def _pull_failure(self, pod: Any) -> str | None:
-        for status in (pod.status.container_statuses or []) if pod.status else []:
-            waiting = status.state.waiting if status.state else None
-            if waiting is not None and waiting.reason in PULL_FAILURE_REASONS:
-                return str(waiting.reason)
-        return None
-
     def _wait_pod(self, name: str, timeout: float) -> tuple[Any, str | None]:
         """Wait until the pod runs or its image pull fails; (pod, failure reason or None)."""
         deadline = time.monotonic() + timeout
@@ -190,7 +181,7 @@ class KindPrivateRegistry:
                 return pod, None
             if phase == "Failed":
                 return pod, "Failed"
-            failure = self._pull_failure(pod)
+            failure = pull_failure_reason(pod)
             if failure:
                 return pod, failure
             if time.monotonic() > deadline:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, image_host, summarize_pod
+from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, image_host, pull_failure_reason, summarize_pod
 
 IMAGE = "127.0.0.1:5001/app:1"
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
@@ -480,3 +480,23 @@ def test_summarize_pod_never_contains_secret_data() -> None:
     assert PASSWORD not in summary
     assert encoded_config not in summary
     assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in summary
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "RegistryUnavailable", "SignatureValidationFailed"],
+)
+def test_pull_failure_reason_stops_the_wait_on_image_problems(reason: str) -> None:
+    assert pull_failure_reason(make_pod(statuses=[waiting(reason)])) == reason
+
+
+def test_pull_failure_reason_sees_init_containers() -> None:
+    pod = make_pod(statuses=[waiting("PodInitializing")])
+    assert pod.status is not None
+    pod.status.init_container_statuses = [waiting("ImagePullBackOff", name="init")]
+    assert pull_failure_reason(pod) == "ImagePullBackOff"
+
+
+@pytest.mark.parametrize("statuses", [None, [running()], [waiting("ContainerCreating")]])
+def test_pull_failure_reason_none_while_starting_or_running(statuses: list[Any] | None) -> None:
+    assert pull_failure_reason(make_pod(statuses=statuses)) is None
