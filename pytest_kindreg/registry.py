@@ -303,14 +303,19 @@ class PrivateRegistry:
     def detach(self) -> None:
         """Let go of a shared registry without stopping it (another process owns its end)."""
         with self._lock:
-            if self._tunnel is not None:
-                self._tunnel.close()
-                self._tunnel = None
-            for reference in self._local_tags:
-                with contextlib.suppress(Exception):
-                    self._docker.images.remove(reference, noprune=True)
-            self._local_tags.clear()
+            self._release_local()
             self._container = None
+
+    def _release_local(self) -> None:
+        """Close this process's tunnel and remove the local tags its pushes made."""
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
+        for reference in self._local_tags:
+            # Only the tag: the image itself stays with whatever else references it.
+            with contextlib.suppress(Exception):
+                self._docker.images.remove(reference, noprune=True)
+        self._local_tags.clear()
 
     def _ensure_image(self) -> None:
         try:
@@ -376,18 +381,11 @@ class PrivateRegistry:
     def stop(self) -> None:
         """Remove the container, its volume, the tunnel and every file this registry wrote."""
         with self._lock:
-            if self._tunnel is not None:
-                self._tunnel.close()
-                self._tunnel = None
+            self._release_local()
             if self._container is not None:
                 with contextlib.suppress(NotFound):
                     self._container.remove(force=True, v=True)
                 self._container = None
-            for reference in self._local_tags:
-                # Only the tag: the image itself stays with whatever else references it.
-                with contextlib.suppress(Exception):
-                    self._docker.images.remove(reference, noprune=True)
-            self._local_tags.clear()
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
