@@ -56,13 +56,15 @@ def _build_images(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
+
     parser = argparse.ArgumentParser(prog="kindreg", description="pytest-kindreg helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
     doctor = sub.add_parser("doctor", help="check Docker, kind, images and node containerd; say what to fix")
     doctor.add_argument("--kind-bin")
     doctor.add_argument("--node-image")
-    doctor.add_argument("--registry-image", default="registry:2")
-    doctor.add_argument("--test-image", default="kindreg-test/busybox:1.0")
+    doctor.add_argument("--registry-image", default=DEFAULT_IMAGE)
+    doctor.add_argument("--test-image", default=DEFAULT_TEST_IMAGE)
     doctor.add_argument("--cluster", help="also check containerd in this existing cluster's nodes")
     doctor.set_defaults(func=_doctor)
     cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind (never a live run's)")

@@ -156,6 +156,12 @@ class TlsFiles:
     client_cert: Path | None = None
     client_key: Path | None = None
 
+    @classmethod
+    def in_dir(cls, directory: Path, client_auth: bool) -> TlsFiles:
+        """The file layout of one registry's TLS setup under ``directory`` (as the container mounts it)."""
+        client = (directory / "client.cert", directory / "client.key") if client_auth else (None, None)
+        return cls(directory / "ca.crt", directory / "server.crt", directory / "server.key", *client)
+
     @property
     def client_pair(self) -> tuple[str, str] | None:
         if self.client_cert is None or self.client_key is None:
@@ -167,20 +173,12 @@ def write_tls_files(directory: Path, server_names: Iterable[str], client_auth: b
     ca = CertificateAuthority.create()
     server = ca.issue_server(*server_names)
     directory.mkdir(parents=True, exist_ok=True)
-    ca_path = directory / "ca.crt"
-    ca_path.write_bytes(ca.cert_pem)
-    server_cert = directory / "server.crt"
-    server_cert.write_bytes(server.cert_pem)
-    files = TlsFiles(ca_path, server_cert, write_private_file(directory / "server.key", server.key_pem))
-    if client_auth:
+    files = TlsFiles.in_dir(directory, client_auth)
+    files.ca.write_bytes(ca.cert_pem)
+    files.server_cert.write_bytes(server.cert_pem)
+    write_private_file(files.server_key, server.key_pem)
+    if files.client_cert is not None and files.client_key is not None:
         client = ca.issue_client()
-        client_cert = directory / "client.cert"
-        client_cert.write_bytes(client.cert_pem)
-        files = TlsFiles(
-            files.ca,
-            files.server_cert,
-            files.server_key,
-            client_cert,
-            write_private_file(directory / "client.key", client.key_pem),
-        )
+        files.client_cert.write_bytes(client.cert_pem)
+        write_private_file(files.client_key, client.key_pem)
     return files

@@ -107,22 +107,23 @@ def format_event(event: Any) -> str:
     """``"<type> <reason>: <message>"`` on one line, for CoreV1Event or events.k8s.io/v1 Event."""
     kind = getattr(event, "type", None) or ""
     reason = getattr(event, "reason", None) or ""
-    # events.k8s.io/v1 Event calls the message "note"
-    message = getattr(event, "message", None) or getattr(event, "note", None) or ""
+    message = _event_message(event)
     head = " ".join(part for part in (str(kind), str(reason)) if part)
-    text = f"{head}: {message}" if head else str(message)
+    text = f"{head}: {message}" if head else message
     # kubelet messages are one line, but a multi-line message would break the one-event-a-line layout
     return " ".join(text.split())
 
 
-def image_host(image: str) -> str:
-    """The registry host kubelet matches credentials against, e.g. ``127.0.0.1:5000`` or ``docker.io``.
+def is_registry_host(component: str) -> bool:
+    """As in the docker reference grammar: a reference's first path component is a registry host
+    only if it contains ``.`` or ``:`` or is ``localhost`` (else the image lives on Docker Hub)."""
+    return "." in component or ":" in component or component == "localhost"
 
-    As in the docker reference grammar: the first path component is a host only if it contains
-    ``.`` or ``:`` or is ``localhost``; otherwise the image lives on Docker Hub.
-    """
+
+def image_host(image: str) -> str:
+    """The registry host kubelet matches credentials against, e.g. ``127.0.0.1:5000`` or ``docker.io``."""
     first, sep, _rest = image.strip().partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and is_registry_host(first):
         # docker normalizes the legacy Hub name to docker.io
         return _DOCKER_HUB if first == "index.docker.io" else first
     return _DOCKER_HUB
@@ -132,8 +133,7 @@ def _image_repository(image: str) -> str:
     """The repository path after the host, without tag or digest (``a/b`` for ``h:1/a/b:2``)."""
     name = image.strip().split("@", 1)[0]
     first, sep, rest = name.partition("/")
-    has_host = sep and ("." in first or ":" in first or first == "localhost")
-    path = rest if has_host else name
+    path = rest if sep and is_registry_host(first) else name
     last_slash = path.rfind("/")
     colon = path.rfind(":")
     if colon > last_slash:
@@ -213,6 +213,7 @@ def _waiting(status: Any) -> Any:
 
 
 def _event_message(event: Any) -> str:
+    # events.k8s.io/v1 Event calls the message "note"
     return str(getattr(event, "message", None) or getattr(event, "note", None) or "")
 
 
@@ -225,25 +226,39 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
+def _spec_images(pod: Any) -> dict[Any, Any]:
+    """Container name → image as the pod spec says (init containers included)."""
+    return {getattr(c, "name", None): getattr(c, "image", None) for c in _all_containers(pod)}
+
+
+def _status_image(spec_images: Mapping[Any, Any], status: Any) -> Any:
+    """The image as the spec names it, else as the container status reports it (may be None)."""
+    return spec_images.get(getattr(status, "name", None)) or getattr(status, "image", None)
+
+
+def _pull_failure(status: Any) -> str | None:
+    """The container's waiting reason if it is an image problem."""
+    reason = getattr(_waiting(status), "reason", None)
+    return str(reason) if reason in PULL_FAILURE_REASONS else None
+
+
 def pull_failure_reason(pod: Any) -> str | None:
     """The first image-problem waiting reason among the pod's containers (init ones included), or None."""
     for _kind, status in _all_statuses(pod):
-        waiting = _waiting(status)
-        reason = getattr(waiting, "reason", None) if waiting is not None else None
-        if reason in PULL_FAILURE_REASONS:
-            return str(reason)
+        reason = _pull_failure(status)
+        if reason:
+            return reason
     return None
 
 
 def _failing_images(pod: Any, events: Sequence[Any]) -> list[str]:
     """Images kubelet reports as failing; all of the pod's images if there is no status at all."""
-    spec_images = {getattr(c, "name", None): getattr(c, "image", None) for c in _all_containers(pod)}
+    spec_images = _spec_images(pod)
     found: list[str] = []
     statuses = _all_statuses(pod)
     for _kind, status in statuses:
-        waiting = _waiting(status)
-        if waiting is not None and getattr(waiting, "reason", None) in PULL_FAILURE_REASONS:
-            found.append(str(spec_images.get(getattr(status, "name", None)) or getattr(status, "image", "")))
+        if _pull_failure(status):
+            found.append(str(_status_image(spec_images, status) or ""))
     for event in events:
         found.extend(_EVENT_IMAGE_RE.findall(_event_message(event)))
     if not found and not statuses:
@@ -402,12 +417,12 @@ class _Symptom:
 
 
 def _symptoms(pod: Any, events: Sequence[Any]) -> list[_Symptom]:
-    spec_images = {getattr(c, "name", None): getattr(c, "image", None) for c in _all_containers(pod)}
+    spec_images = _spec_images(pod)
     found: list[_Symptom] = []
     for _kind, status in _all_statuses(pod):
         waiting = _waiting(status)
         if waiting is not None:
-            image = spec_images.get(getattr(status, "name", None)) or getattr(status, "image", None)
+            image = _status_image(spec_images, status)
             found.append(
                 _Symptom(
                     str(getattr(waiting, "message", None) or ""),
@@ -663,12 +678,12 @@ def summarize_pod(pod: Any, events: Sequence[Any]) -> str:
     if pull_secrets:
         lines.append(f"  imagePullSecrets: {', '.join(pull_secrets)}")
 
-    spec_images = {getattr(c, "name", None): getattr(c, "image", None) for c in _all_containers(pod)}
+    spec_images = _spec_images(pod)
     reported: set[Any] = set()
     for kind, container_status in _all_statuses(pod):
         cname = getattr(container_status, "name", None)
         reported.add(cname)
-        image = spec_images.get(cname) or getattr(container_status, "image", None) or "?"
+        image = _status_image(spec_images, container_status) or "?"
         restarts = getattr(container_status, "restart_count", None) or 0
         extra = f", {restarts} restarts" if restarts else ""
         lines.append(f"  {kind} {cname} ({image}): {_state_text(container_status)}{extra}")

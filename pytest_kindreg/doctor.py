@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_kindreg.cluster import KindCluster, find_kind
+from pytest_kindreg.containerd import CERTS_D
 from pytest_kindreg.docker_engine import docker_client
 from pytest_kindreg.errors import KindregError
-from pytest_kindreg.registry import BUILD_HINT
+from pytest_kindreg.registry import BUILD_HINT, DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ def run_checks(
     *,
     kind_bin: str | None = None,
     node_image: str | None = None,
-    registry_image: str = "registry:2",
-    test_image: str = "kindreg-test/busybox:1.0",
+    registry_image: str = DEFAULT_IMAGE,
+    test_image: str = DEFAULT_TEST_IMAGE,
     cluster: str | None = None,
 ) -> list[Check]:
     checks: list[Check] = []
@@ -79,8 +80,8 @@ def run_checks(
                 )
             )
     checks.append(
-        Check("ok", "containerd (host)", shutil.which("containerd") or "")
-        if shutil.which("containerd")
+        Check("ok", "containerd (host)", host_containerd)
+        if (host_containerd := shutil.which("containerd"))
         else Check(
             "warn",
             "containerd (host)",
@@ -97,7 +98,7 @@ def run_checks(
                 for node in kc.nodes():
                     version = ".".join(map(str, kc.containerd_version(node)))
                     config_version, paths = kc.containerd_config(node)
-                    ok = any("/etc/containerd/certs.d" in p for p in paths)
+                    ok = any(CERTS_D in p for p in paths)
                     checks.append(
                         Check(
                             "ok" if ok else "FAIL",

@@ -26,6 +26,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 
 from pytest_kindreg.certificates import TlsFiles, write_tls_files
 from pytest_kindreg.credentials import Credentials, write_private_file
+from pytest_kindreg.diagnosis import is_registry_host
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError, first_line
 from pytest_kindreg.tunnel import ClientCertTunnel
@@ -34,6 +35,7 @@ log = logging.getLogger("pytest_kindreg")
 
 CONTAINER_PORT = 5000
 DEFAULT_IMAGE = "registry:2"
+DEFAULT_TEST_IMAGE = "kindreg-test/busybox:1.0"  # what examples push; build-images makes it too
 BUILD_HINT = (
     "Pull it where a registry is reachable (`docker pull registry:2`), or build it offline "
     "from Debian's docker-registry package with `kindreg build-images`."
@@ -56,7 +58,7 @@ def split_reference(reference: str) -> tuple[str, str]:
 
 def _strip_registry_host(repository: str) -> str:
     first, sep, rest = repository.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and is_registry_host(first):
         return rest
     return repository
 
@@ -245,12 +247,17 @@ class PrivateRegistry:
                 env["REGISTRY_HTTP_TLS_CLIENTCAS"] = "[/certs/ca.crt]"
             volumes[str(self._workdir / "certs")] = {"bind": "/certs", "mode": "ro"}
         self._run_container(env, volumes)
-        if self.client_auth:
-            files = self._tls_files
-            assert files is not None and files.client_cert is not None and files.client_key is not None
-            self._tunnel = ClientCertTunnel(("127.0.0.1", self.port), files.ca, files.client_cert, files.client_key)
+        self._open_tunnel()
         self.wait_ready()
         log.info("registry %s ready at %s", self.name, self.host)
+
+    def _open_tunnel(self) -> None:
+        """With client-cert auth, the loopback tunnel the host pushes through (dockerd sends no cert)."""
+        if not self.client_auth:
+            return
+        files = self._tls_files
+        assert files is not None and files.client_cert is not None and files.client_key is not None
+        self._tunnel = ClientCertTunnel(("127.0.0.1", self.port), files.ca, files.client_cert, files.client_key)
 
     # -- sharing between processes ------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
@@ -289,15 +296,8 @@ class PrivateRegistry:
         except NotFound as exc:
             raise RegistryError(f"shared registry container {registry.name} no longer exists") from exc
         if registry.tls:
-            certs = registry._workdir / "certs"
-            client = (certs / "client.cert", certs / "client.key") if registry.client_auth else (None, None)
-            registry._tls_files = TlsFiles(certs / "ca.crt", certs / "server.crt", certs / "server.key", *client)
-        if registry.client_auth:
-            files = registry._tls_files
-            assert files is not None and files.client_cert is not None and files.client_key is not None
-            registry._tunnel = ClientCertTunnel(
-                ("127.0.0.1", registry.port), files.ca, files.client_cert, files.client_key
-            )
+            registry._tls_files = TlsFiles.in_dir(registry._workdir / "certs", registry.client_auth)
+        registry._open_tunnel()
         return registry
 
     def detach(self) -> None:
@@ -405,9 +405,17 @@ class PrivateRegistry:
             kwargs["cert"] = files.client_pair
         return kwargs
 
-    def get(self, path: str, *, authenticated: bool = True, timeout: float = 10.0) -> requests.Response:
-        """GET ``path`` of the registry API (e.g. ``/v2/``), with the credentials unless told not to."""
-        auth = (self.username, self.password) if authenticated and self.credentials else None
+    def get(
+        self,
+        path: str,
+        *,
+        authenticated: bool = True,
+        timeout: float = 10.0,
+        credentials: Credentials | None = None,
+    ) -> requests.Response:
+        """GET ``path`` of the registry API (e.g. ``/v2/``) with the current (or given) credentials."""
+        creds = (credentials or self.credentials) if authenticated else None
+        auth = (creds.username, creds.password) if creds else None
         return requests.get(f"{self.url}{path}", auth=auth, timeout=timeout, **self.tls_kwargs())
 
     def _probe(self) -> None:
@@ -510,9 +518,7 @@ class PrivateRegistry:
             old = self.credentials
             self._write_htpasswd(new or Credentials.random())
             self.wait_ready()
-            status = requests.get(
-                f"{self.url}/v2/", auth=(old.username, old.password), timeout=5, **self.tls_kwargs()
-            ).status_code
+            status = self.get("/v2/", timeout=5, credentials=old).status_code
             current = self.credentials
             assert current is not None
             if status != 401 and old != current:

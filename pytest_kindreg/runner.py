@@ -16,7 +16,7 @@ def run(
     argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
-    input: bytes | str | None = None,
+    input: str | None = None,
     timeout: float = 300.0,
     check: bool = True,
     hint: str = "",
@@ -27,11 +27,10 @@ def run(
     """
     args = [str(a) for a in argv]
     full_env = {**os.environ, **(env or {})}
-    data = input.decode() if isinstance(input, bytes) else input
     log.debug("running %s", args)
     try:
         proc = subprocess.run(
-            args, env=full_env, input=data, capture_output=True, text=True, timeout=timeout, check=False
+            args, env=full_env, input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
@@ -40,25 +39,4 @@ def run(
         raise CommandError(args, 127, str(exc), hint or f"{args[0]} is not installed or not on PATH") from exc
     if check and proc.returncode != 0:
         raise CommandError(args, proc.returncode, proc.stderr, hint)
-    return proc
-
-
-def run_bytes(
-    argv: Sequence[str], *, stdin: bytes, env: Mapping[str, str] | None = None, timeout: float = 300.0
-) -> subprocess.CompletedProcess[bytes]:
-    """Like :func:`run` for binary input (image archives streamed into a node)."""
-    args = [str(a) for a in argv]
-    try:
-        proc = subprocess.run(
-            args,
-            env={**os.environ, **(env or {})},
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CommandError(args, None, "", f"no answer within {timeout:.0f}s") from exc
-    if proc.returncode != 0:
-        raise CommandError(args, proc.returncode, proc.stderr.decode(errors="replace"))
     return proc

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
+
 REQUIREMENTS = ("docker", "kind")
 DEFAULT_STRATEGIES = ("pull_secret",)
-DEFAULT_TEST_IMAGE = "kindreg-test/busybox:1.0"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -56,7 +57,7 @@ def add_options(parser: pytest.Parser) -> None:
         type="linelist",
         default=list(DEFAULT_STRATEGIES),
     )
-    option("kindreg_registry_image", "string", "registry image (default registry:2)", default="registry:2")
+    option("kindreg_registry_image", "string", f"registry image (default {DEFAULT_IMAGE})", default=DEFAULT_IMAGE)
     option(
         "kindreg_test_image",
         "string",
@@ -95,7 +96,7 @@ class Settings:
     required: frozenset[str] = frozenset()
     strategies_selected: tuple[str, ...] = ()
     default_strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    registry_image: str = "registry:2"
+    registry_image: str = DEFAULT_IMAGE
     test_image: str = DEFAULT_TEST_IMAGE
     kind_bin: str | None = None
     node_image: str | None = None
