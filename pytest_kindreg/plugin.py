@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Generator, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,7 +32,6 @@ MARKER = "kindreg_strategy"
 FIXTURE = "kind_private_registry"
 settings_key = pytest.StashKey[Settings]()
 needed_key = pytest.StashKey[set[str]]()
-environment_key = pytest.StashKey[KindRegistryEnvironment]()
 summary_key = pytest.StashKey[list[str]]()
 registry_key = pytest.StashKey[PrivateRegistry]()
 workspace_key = pytest.StashKey[KindPrivateRegistry]()
@@ -139,8 +138,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def _require(settings: Settings, requirement: str, problem: str | None) -> None:
     """Skip when a requirement is missing, or fail when the run said it is required."""
-    if problem is None:
-        return
+    if problem is not None:
+        _missing(settings, requirement, problem)
+
+
+def _missing(settings: Settings, requirement: str, problem: str) -> NoReturn:
     if settings.requires(requirement):
         pytest.fail(f"kindreg: {problem} (required by --kindreg-strict/--kindreg-require)", pytrace=False)
     pytest.skip(f"kindreg: {problem}")
@@ -256,45 +258,41 @@ def kindreg_environment(
     _require(kindreg_settings, "kind", kind_available(kindreg_settings.kind_bin))
     needed: set[str] = pytestconfig.stash[needed_key]
     strategies = sorted(needed or set(kindreg_settings.default_strategies))
-    if not _xdist_shared(pytestconfig, kindreg_settings):
-        environment = _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig)
-        missing: MissingRequirementError | None = None
-        try:
-            environment.start()
-        except MissingRequirementError as exc:
-            missing = exc
-        if missing is not None:
-            # A missing image is part of what "docker" requires; kind is its own requirement.
-            _require(kindreg_settings, "kind" if missing.requirement == "kind" else "docker", str(missing))
-        pytestconfig.stash[environment_key] = environment
-        pytestconfig.stash[summary_key] = environment.describe()
-        try:
-            yield environment
-        finally:
-            environment.close()
-        return
-    workerinput: dict[str, Any] = pytestconfig.workerinput  # type: ignore[attr-defined]
-    # Labelled with the xdist controller's pid: it outlives every worker, so no reaper takes
-    # these resources for a dead run's while any worker still uses them.
-    identity = RunIdentity(run_id=str(workerinput["testrunuid"])[:6], pid=os.getppid())
-    shared = SharedResource(
-        tmp_path_factory.getbasetemp().parent / "kindreg-shared",
-        "environment",
-        Sharing(
-            create=lambda: _started(_new_environment(strategies, kindreg_settings, identity, pytestconfig)),
-            export=KindRegistryEnvironment.export_state,
-            attach=KindRegistryEnvironment.attach,
-            close=KindRegistryEnvironment.close,
-            detach=KindRegistryEnvironment.detach,
-        ),
-    )
-    environment = shared.acquire()
-    pytestconfig.stash[environment_key] = environment
+    acquire: Callable[[], KindRegistryEnvironment]
+    release: Callable[[KindRegistryEnvironment], object]
+    if _xdist_shared(pytestconfig, kindreg_settings):
+        workerinput: dict[str, Any] = pytestconfig.workerinput  # type: ignore[attr-defined]
+        # Labelled with the xdist controller's pid: it outlives every worker, so no reaper takes
+        # these resources for a dead run's while any worker still uses them.
+        identity = RunIdentity(run_id=str(workerinput["testrunuid"])[:6], pid=os.getppid())
+        shared = SharedResource(
+            tmp_path_factory.getbasetemp().parent / "kindreg-shared",
+            "environment",
+            Sharing(
+                create=lambda: _started(_new_environment(strategies, kindreg_settings, identity, pytestconfig)),
+                export=KindRegistryEnvironment.export_state,
+                attach=KindRegistryEnvironment.attach,
+                close=KindRegistryEnvironment.close,
+                detach=KindRegistryEnvironment.detach,
+            ),
+        )
+        acquire, release = shared.acquire, shared.release
+    else:
+        own = _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig)
+        acquire, release = (lambda: _started(own)), KindRegistryEnvironment.close
+    missing: MissingRequirementError | None = None
+    try:
+        environment = acquire()
+    except MissingRequirementError as exc:
+        missing = exc  # reported outside the except block: one message, no chained traceback
+    if missing is not None:
+        # A missing image is part of what "docker" requires; kind is its own requirement.
+        _missing(kindreg_settings, "kind" if missing.requirement == "kind" else "docker", str(missing))
     pytestconfig.stash[summary_key] = environment.describe()
     try:
         yield environment
     finally:
-        shared.release(environment)
+        release(environment)
 
 
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:

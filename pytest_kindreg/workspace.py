@@ -55,7 +55,6 @@ class KindPrivateRegistry:
         self.namespace = namespace or f"kr-{_slug(test_name or strategy.name, 40)}-{secrets.token_hex(3)}"
         self.run_id = run_id
         self._pod_patch: PodPatch | None = None
-        self._pods: list[str] = []
 
     def __repr__(self) -> str:
         return (
@@ -188,18 +187,19 @@ class KindPrivateRegistry:
                 return pod, "Timeout"
             time.sleep(1.0)
 
-    def diagnose(self, pod: Any) -> list[str]:
-        from kubernetes import client
-
+    def diagnose(self, pod: Any, events: list[Any] | None = None) -> list[str]:
+        """Likely causes of the pod's pull failure (seed 002's checklist); fetches events if not given."""
         secrets_here = self.core.list_namespaced_secret(self.namespace).items
         wanted = {ref.name for ref in pod.spec.image_pull_secrets or []}
         elsewhere: dict[str, list[str]] = {}
         if wanted - {s.metadata.name for s in secrets_here}:
             with contextlib.suppress(Exception):
-                for secret in client.CoreV1Api(self.api_client).list_secret_for_all_namespaces().items:
+                for secret in self.core.list_secret_for_all_namespaces().items:
                     if secret.metadata.name in wanted and secret.metadata.namespace != self.namespace:
                         elsewhere.setdefault(secret.metadata.name, []).append(secret.metadata.namespace)
-        return diagnose_pull_failure(pod, secrets_here, self.events(pod.metadata.name), elsewhere)
+        if events is None:
+            events = self.events(pod.metadata.name)
+        return diagnose_pull_failure(pod, secrets_here, events, elsewhere)
 
     def run_pod(
         self,
@@ -217,12 +217,11 @@ class KindPrivateRegistry:
         """
         manifest = self.pod_manifest(image, name=name, command=command, patch=patch)
         self.core.create_namespaced_pod(self.namespace, manifest)
-        self._pods.append(manifest.metadata.name)
         pod, failure = self._wait_pod(manifest.metadata.name, timeout)
         if failure is None:
             return pod
         events = self.events(pod.metadata.name)
-        diagnosis = self.diagnose(pod)
+        diagnosis = self.diagnose(pod, events)
         message = (
             f"pod {self.namespace}/{pod.metadata.name} ({image}, strategy {self.strategy.name}) did not start: "
             f"{failure}\n{summarize_pod(pod, events)}"
