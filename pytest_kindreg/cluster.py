@@ -98,6 +98,17 @@ def raw_get(api_client: Any, path: str) -> str:
     )
 
 
+def _ready_status(node_status: Any) -> str | None:
+    """The status ("True", "False", "Unknown") of a node's Ready condition, None if it has none."""
+    ready = [c for c in node_status.conditions or [] if c.type == "Ready"]
+    return str(ready[0].status) if ready else None
+
+
+def log_progress(message: str) -> None:
+    """Where progress lines go when nobody asked for them: the log."""
+    log.info("kindreg: %s", message)
+
+
 class KindCluster(DockerNodes):
     """A kind cluster with its own kubeconfig file (0600), never the user's ``~/.kube/config``."""
 
@@ -116,9 +127,10 @@ class KindCluster(DockerNodes):
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.create_timeout = create_timeout
-        self.progress: Callable[[str], None] = progress or (lambda message: log.info("kindreg: %s", message))
+        self.progress: Callable[[str], None] = progress or log_progress
         self.created = False
         self.reused = False
+        self._nodes: list[str] | None = None  # listed once the cluster is up: nodes do not change after
         self._api_client: Any = None
 
     def __repr__(self) -> str:
@@ -174,6 +186,7 @@ class KindCluster(DockerNodes):
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         self.wait_healthy()
         self._record_fingerprint(config)
+        self._nodes = self._list_nodes()
 
     def reuse(self, config: KindClusterConfig) -> None:
         """Adopt an existing cluster, only if it is healthy and was made from the same config."""
@@ -193,12 +206,14 @@ class KindCluster(DockerNodes):
                 f"`kind delete cluster --name {self.name}` or use another --kindreg-cluster-name."
             )
         self.reused = True
+        self._nodes = self._list_nodes()
 
     def delete(self) -> None:
         """Delete the cluster, only if this object created it."""
         if self.created:
             self.kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
             self.created = False
+        self._nodes = None
         if self._api_client is not None:
             with contextlib.suppress(Exception):
                 self._api_client.close()
@@ -224,8 +239,7 @@ class KindCluster(DockerNodes):
                 problems.append(f"/readyz answered {body!r}")
             core = client.CoreV1Api(api)
             for node in core.list_node().items:
-                ready = [c for c in node.status.conditions or [] if c.type == "Ready"]
-                if not ready or ready[0].status != "True":
+                if _ready_status(node.status) != "True":
                     problems.append(f"node {node.metadata.name} is not Ready")
             core.read_namespaced_service_account("default", "default")
         except Exception as exc:
@@ -266,7 +280,10 @@ class KindCluster(DockerNodes):
 
     # -- nodes ------------------------------------------------------------------------------
     def nodes(self) -> list[str]:
-        return [line for line in self.kind("get", "nodes", "--name", self.name).split() if line]
+        return list(self._nodes) if self._nodes is not None else self._list_nodes()
+
+    def _list_nodes(self) -> list[str]:
+        return self.kind("get", "nodes", "--name", self.name).split()
 
     def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
         """Restart kubelet and wait, within one deadline, until it is healthy and the node Ready."""
@@ -292,10 +309,9 @@ class KindCluster(DockerNodes):
                 renewed = renewed.replace(tzinfo=datetime.timezone.utc)
             if renewed is None or renewed < restarted:
                 raise ClusterError(f"node lease of {node} last renewed {renewed}, before the kubelet restart")
-            status = core.read_node_status(node).status
-            cond = [c for c in status.conditions or [] if c.type == "Ready"]
-            if not cond or cond[0].status != "True":
-                raise ClusterError(f"node {node} Ready={cond[0].status if cond else 'missing'}")
+            ready = _ready_status(core.read_node_status(node).status)
+            if ready != "True":
+                raise ClusterError(f"node {node} Ready={ready or 'missing'}")
 
         wait_for(
             f"node {node} to renew its lease and be Ready after the kubelet restart",

@@ -99,21 +99,15 @@ def merge_docker_config(existing: Mapping[str, Any], auths: Mapping[str, Credent
 
 
 def write_private_file(path: Path, content: str | bytes) -> Path:
-    """Write a file readable by its owner only (0600), created with that mode from the start."""
+    """Write a file readable by its owner only (0600), created with that mode from the start.
+
+    An existing file is truncated, not replaced: its inode stays, so a single-file bind mount
+    (kind's extraMounts) sees the new content.
+    """
     data = content.encode() if isinstance(content, str) else content
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
+    with os.fdopen(fd, "wb") as handle:  # write() of a file object writes all of data; os.write may not
         os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    return path
-
-
-def write_in_place(path: Path, content: str | bytes) -> None:
-    """Rewrite a file keeping its inode: a single-file bind mount would not see a renamed file."""
-    data = content.encode() if isinstance(content, str) else content
-    with open(path, "r+b") as handle:
-        handle.truncate(0)
         handle.write(data)
+    return path

@@ -9,7 +9,6 @@ of them, and the wiring between (networks, hosts.toml, KEP-1755). Usable without
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -18,18 +17,16 @@ from typing import Any
 
 import yaml
 
-from pytest_kindreg.cluster import KindCluster
+from pytest_kindreg.cluster import KindCluster, log_progress
 from pytest_kindreg.containerd import CERTS_D, HostsToml, hosts_dir
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ClusterError
 from pytest_kindreg.kind_config import KindClusterConfig
 from pytest_kindreg.node_credentials import NodeCredentials
 from pytest_kindreg.reaper import register_run, unregister_run
-from pytest_kindreg.registry import PrivateRegistry
+from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
 from pytest_kindreg.workspace import KindPrivateRegistry
-
-log = logging.getLogger("pytest_kindreg")
 
 
 def default_state_dir() -> Path:
@@ -46,7 +43,7 @@ class KindRegistryEnvironment:
         node_image: str | None = None,
         workers: int = 0,
         kind_bin: str | None = None,
-        registry_image: str = "registry:2",
+        registry_image: str = DEFAULT_IMAGE,
         keep_cluster: bool = False,
         reuse_cluster: bool = False,
         identity: RunIdentity | None = None,
@@ -67,7 +64,7 @@ class KindRegistryEnvironment:
         self.strategies: dict[str, BaseStrategy] = {
             name: (strategy_objects or {}).get(name) or create_strategy(name) for name in self.strategy_names
         }
-        self.progress: Callable[[str], None] = progress or (lambda message: log.info("kindreg: %s", message))
+        self.progress: Callable[[str], None] = progress or log_progress
         self.contexts: dict[str, StrategyContext] = {}
         self.containerd: dict[str, str] = {}
         self.cluster: KindCluster | None = None
@@ -128,7 +125,6 @@ class KindRegistryEnvironment:
             workers=self.workers,
             contributions=tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items()),
         )
-        reused = False
         self.cluster = cluster
         if cluster.exists():
             if not self.reuse_cluster:
@@ -137,7 +133,6 @@ class KindRegistryEnvironment:
                     "pass --kindreg-reuse-cluster to reuse it, or choose another --kindreg-cluster-name"
                 )
             cluster.reuse(config)
-            reused = True
             self.progress(f"reusing healthy cluster {self.cluster_name}")
         else:
             # Recorded first: if this process dies during creation, the next run deletes it.
@@ -148,7 +143,7 @@ class KindRegistryEnvironment:
         self._wire(cluster)
         for name, ctx in self.contexts.items():
             self.progress(f"preparing nodes for {name}")
-            self.strategies[name].prepare_nodes(ctx, reused=reused)
+            self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
 
     def _wire(self, cluster: KindCluster) -> None:
         nodes = cluster.nodes()

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_kindreg.credentials import Credentials, merge_docker_config, write_in_place, write_private_file
+from pytest_kindreg.credentials import Credentials, merge_docker_config, write_private_file
 from pytest_kindreg.kind_config import ExtraMount
 
 if TYPE_CHECKING:
@@ -49,10 +49,7 @@ class NodeCredentials:
     def update_host_file(self, auths: Mapping[str, Credentials]) -> None:
         with self._lock:
             merged = json.dumps(merge_docker_config(self._read_host_file(), auths), indent=2)
-            if self.host_file.exists():
-                write_in_place(self.host_file, merged)
-            else:
-                write_private_file(self.host_file, merged)
+            write_private_file(self.host_file, merged)  # in place: the bind mount keeps showing it
 
     def apply(self, cluster: DockerNodes, auths: Mapping[str, Credentials], *, restart_kubelet: bool) -> None:
         """Merge ``auths`` into every node's config.json, then (optionally) restart kubelet on each.

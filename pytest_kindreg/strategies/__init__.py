@@ -25,7 +25,7 @@ STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
 def validate_strategy_names(names: object) -> tuple[str, ...]:
     """The names as a tuple, or :class:`UnknownStrategyError` naming the bad one and the valid ones."""
-    values = (names,) if isinstance(names, str) else tuple(names) if isinstance(names, list | tuple) else (names,)
+    values = tuple(names) if isinstance(names, list | tuple) else (names,)
     for value in values:
         if not isinstance(value, str) or value not in STRATEGIES:
             raise UnknownStrategyError(value, list(STRATEGY_NAMES))

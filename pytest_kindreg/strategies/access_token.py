@@ -4,7 +4,7 @@ as kind's guide (kind-gcr.sh) prescribes. Supports rotation with a token source.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pytest_kindreg.credentials import Credentials
 from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
@@ -21,7 +21,6 @@ def rotate_registry_password(ctx: StrategyContext) -> Credentials:
 class AccessTokenStrategy(BaseStrategy):
     name: ClassVar[str] = "access_token"
     description: ClassVar[str] = "credentials written into running nodes, kubelet restarted"
-    registry_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, token_source: TokenSource = rotate_registry_password) -> None:
         self.token_source = token_source

@@ -13,7 +13,6 @@ from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
 class NodeConfigStrategy(BaseStrategy):
     name: ClassVar[str] = "node_config"
     description: ClassVar[str] = "config.json mounted at /var/lib/kubelet/config.json on every node"
-    registry_options: ClassVar[dict[str, Any]] = {}
 
     def _auths(self, ctx: StrategyContext) -> dict[str, Any]:
         assert ctx.registry.credentials is not None

@@ -29,7 +29,6 @@ def pull_secret_manifest(name: str, namespace: str, server: str, ctx: StrategyCo
 class PullSecretStrategy(BaseStrategy):
     name: ClassVar[str] = "pull_secret"
     description: ClassVar[str] = "imagePullSecrets: a dockerconfigjson Secret in the pod's namespace"
-    registry_options: ClassVar[dict[str, Any]] = {}
 
     def prepare_namespace(self, ctx: StrategyContext, core: Any, namespace: str) -> PodPatch:
         core.create_namespaced_secret(namespace, pull_secret_manifest(SECRET_NAME, namespace, ctx.image_host, ctx))

@@ -13,7 +13,6 @@ from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyConte
 class SideLoadStrategy(BaseStrategy):
     name: ClassVar[str] = "side_load"
     description: ClassVar[str] = "pull on the host with credentials, then kind load into the nodes"
-    registry_options: ClassVar[dict[str, Any]] = {}
 
     def prepare_namespace(self, ctx: StrategyContext, core: Any, namespace: str) -> PodPatch:
         return PodPatch(image_pull_policy="IfNotPresent")
