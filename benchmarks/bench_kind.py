@@ -54,7 +54,7 @@ from pytest_kindreg import runner
 from pytest_kindreg.cluster import KindCluster, find_kind
 from pytest_kindreg.docker_engine import docker_available, docker_client
 from pytest_kindreg.environment import KindRegistryEnvironment
-from pytest_kindreg.errors import KindUnavailableError
+from pytest_kindreg.errors import KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.strategies import STRATEGY_NAMES
@@ -123,10 +123,9 @@ class Samples:
         return statistics.median(found) if found else None
 
     def fail(self, repetition: int, what: str, exc: BaseException) -> None:
-        first_line = (str(exc).splitlines() or [""])[0][:300]
-        text = f"repetition {repetition}: {what} failed: {type(exc).__name__}: {first_line}"
-        self.failures.append(text)
-        print(f"    FAILED {what}: {type(exc).__name__}: {first_line}", flush=True)
+        line = first_line(exc, 300)
+        self.failures.append(f"repetition {repetition}: {what} failed: {type(exc).__name__}: {line}")
+        print(f"    FAILED {what}: {type(exc).__name__}: {line}", flush=True)
 
 
 @dataclass

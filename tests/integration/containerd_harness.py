@@ -3,7 +3,7 @@
 ``StandaloneContainerd`` starts the host's ``containerd`` binary with its own root, state dir,
 sockets and a minimal config (no CRI, no runtimes, only the native snapshotter), so it starts
 in milliseconds next to any other containerd (Docker's, the system's) without touching them.
-``pull`` runs ``ctr images pull --hosts-dir`` against it: the same ``ConfigureHosts`` code that
+``fetch`` runs ``ctr content fetch --hosts-dir`` against it: the same ``ConfigureHosts`` code that
 reads ``/etc/containerd/certs.d/<host>/hosts.toml`` for the CRI plugin on a kind node.
 """
 
@@ -54,7 +54,7 @@ def _toml_string(value: str) -> str:
 
 
 class StandaloneContainerd:
-    """``with StandaloneContainerd() as ctrd: ctrd.pull(ref, hosts_dir, user="u:p")``."""
+    """``with StandaloneContainerd() as ctrd: ctrd.fetch(ref, hosts_dir, user="u:p")``."""
 
     def __init__(self, *, start_timeout: float = 20.0, pull_timeout: float = 120.0) -> None:
         self.start_timeout = start_timeout

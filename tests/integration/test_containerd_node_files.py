@@ -29,7 +29,9 @@ from docker.errors import ImageNotFound
 from pytest_kindreg.containerd import HostsToml, hosts_dir
 from pytest_kindreg.credentials import docker_config, write_private_file
 from pytest_kindreg.docker_engine import RunIdentity
+from pytest_kindreg.plugin import _require
 from pytest_kindreg.registry import PrivateRegistry
+from pytest_kindreg.settings import Settings
 from tests.integration.containerd_harness import StandaloneContainerd, which_containerd
 
 pytestmark = [pytest.mark.containerd, pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
@@ -52,19 +54,14 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
-def _require_containerd(config: pytest.Config) -> None:
+def _require_containerd(settings: Settings) -> None:
     """Skip without containerd/ctr, or fail when the run requires its Docker-backed tests."""
-    reason = which_containerd()
-    if reason is None:
-        return
-    if config.getoption("kindreg_strict") or "docker" in (config.getoption("kindreg_require") or []):
-        pytest.fail(f"kindreg: {reason} (required by --kindreg-strict/--kindreg-require)", pytrace=False)
-    pytest.skip(f"kindreg: {reason}")
+    _require(settings, "docker", which_containerd())
 
 
 @pytest.fixture(scope="module")
-def standalone_containerd(request: pytest.FixtureRequest) -> Iterator[StandaloneContainerd]:
-    _require_containerd(request.config)
+def standalone_containerd(kindreg_settings: Settings) -> Iterator[StandaloneContainerd]:
+    _require_containerd(kindreg_settings)
     with StandaloneContainerd() as ctrd:
         config_path = str(ctrd.config_path)
         directory = ctrd.directory
@@ -326,8 +323,8 @@ def test_node_config_json_authenticates_a_pull(
 
 
 # -- the harness itself -----------------------------------------------------------------------------
-def test_harness_stops_containerd_and_removes_its_dirs(pytestconfig: pytest.Config) -> None:
-    _require_containerd(pytestconfig)
+def test_harness_stops_containerd_and_removes_its_dirs(kindreg_settings: Settings) -> None:
+    _require_containerd(kindreg_settings)
     with StandaloneContainerd() as ctrd:
         config_path, directory, pid = str(ctrd.config_path), ctrd.directory, ctrd.pid
         assert _processes_with(config_path) == [pid]

@@ -180,11 +180,11 @@ def _start_run(
     action: str,
     stage: str,
     *,
-    hold: bool,
+    release: Path | None,
 ) -> Run:
+    """Start a child run; with ``release``, its test holds until that file exists."""
     tmp = suite.parent
     output = tmp / f"run-{index}.log"
-    release = tmp / "never-released" if hold else None
     with output.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "--kindreg-require", "docker"],
@@ -310,7 +310,8 @@ def test_twenty_runs_interrupted_terminated_killed_leave_nothing(
     runs: list[Run] = []
     killed: Run | None = None
     for index, (action, stage) in enumerate(SCHEDULE):
-        run = _start_run(children, suite, index, action, stage, hold=action != "complete")
+        hold = suite.parent / "never-released" if action != "complete" else None
+        run = _start_run(children, suite, index, action, stage, release=hold)
         runs.append(run)
         _drive(kindreg_docker, run, marks)
         assert run.returncode == EXPECTED_RC[action], f"{run.describe()}:\n{run.log()}"
@@ -376,18 +377,8 @@ def test_cleanup_never_reaps_a_live_run(
     tmp = suite.parent
     marks = tmp / "marks"
     release = tmp / "release"
-    output = tmp / "live.log"
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "--kindreg-require", "docker"],
-            cwd=tmp,
-            env=_child_env(tmp / "state", marks, release),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    children.append(proc)
-    run = Run(0, "complete", "", proc, output)
+    run = _start_run(children, suite, 0, "complete", "", release=release)
+    proc = run.proc
     mark = marks / f"{proc.pid}.json"
 
     def holding() -> bool:

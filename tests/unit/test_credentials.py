@@ -18,7 +18,6 @@ from pytest_kindreg.credentials import (
     normalize_server,
     parse_auth_entry,
     verify_htpasswd_line,
-    write_in_place,
     write_private_file,
 )
 
@@ -91,11 +90,11 @@ def test_merge_keeps_other_owners_entries() -> None:
     assert parse_auth_entry(existing["auths"]["b:2"]) == two  # input untouched
 
 
-def test_private_files_are_0600_and_in_place_writes_keep_the_inode(tmp_path: Path) -> None:
+def test_private_files_are_0600_and_rewrites_keep_the_inode(tmp_path: Path) -> None:
     path = write_private_file(tmp_path / "sub" / "key.pem", "secret")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     inode = path.stat().st_ino
-    write_in_place(path, "changed")
+    write_private_file(path, "changed")
     assert path.read_text() == "changed"
     assert path.stat().st_ino == inode
     os.chmod(path, 0o644)

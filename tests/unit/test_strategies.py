@@ -21,7 +21,7 @@ from pytest_kindreg.strategies import (
     create_strategy,
     validate_strategy_names,
 )
-from pytest_kindreg.strategies.base import REFUSED_WITHOUT_CLIENT_CERT, REFUSED_WITHOUT_PASSWORD
+from pytest_kindreg.strategies.base import REFUSED_WITHOUT_CLIENT_CERT, REFUSED_WITHOUT_PASSWORD, PodPatch
 from pytest_kindreg.strategies.pull_secret import pull_secret_manifest
 
 
@@ -62,11 +62,7 @@ def test_pull_secret_is_dockerconfigjson_keyed_on_the_image_host(tmp_path: Path)
 def test_negative_controls(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     fresh = "127.0.0.1:5001/ns/app-negative:neg-1"
-    assert PullSecretStrategy().negative_control(ctx, fresh) == (
-        fresh,
-        PullSecretStrategy().negative_control(ctx, fresh)[1],
-    )
-    assert PullSecretStrategy().negative_control(ctx, fresh)[1].image_pull_secrets == ()
+    assert PullSecretStrategy().negative_control(ctx, fresh) == (fresh, PodPatch())  # no secret, default policy
     ref, patch = SideLoadStrategy().negative_control(ctx, fresh)
     assert (ref, patch.image_pull_policy) == (fresh, "IfNotPresent")
     ref, _ = NodeConfigStrategy().negative_control(ctx, fresh)
