@@ -257,7 +257,15 @@ class PrivateRegistry:
             return
         files = self._tls_files
         assert files is not None and files.client_cert is not None and files.client_key is not None
-        self._tunnel = ClientCertTunnel(("127.0.0.1", self.port), files.ca, files.client_cert, files.client_key)
+        # The tunnel checks its own secret, then sends the registry's current credentials (re-read
+        # after a rotation) in its place.
+        self._tunnel = ClientCertTunnel(
+            ("127.0.0.1", self.port),
+            files.ca,
+            files.client_cert,
+            files.client_key,
+            upstream_credentials=lambda: self.credentials,
+        )
 
     # -- sharing between processes ------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
@@ -530,7 +538,15 @@ class PrivateRegistry:
     def _push_host(self) -> str:
         return self._tunnel.address if self._tunnel is not None else self.host
 
+    @property
+    def tunnel_address(self) -> str | None:
+        """``127.0.0.1:<port>`` of this process's client-certificate tunnel, None without one."""
+        return self._tunnel.address if self._tunnel is not None else None
+
     def _auth_config(self) -> dict[str, str] | None:
+        # Through the tunnel, the daemon authenticates to the tunnel; the tunnel to the registry.
+        if self._tunnel is not None:
+            return self._tunnel.credentials.as_docker_auth_config()
         return self.credentials.as_docker_auth_config() if self.credentials else None
 
     def push(self, source: str, repository: str | None = None, tag: str | None = None) -> str:
@@ -578,6 +594,7 @@ class PrivateRegistry:
             image.tag(f"{self.host}/{path}", tag)
             with contextlib.suppress(Exception):
                 self._docker.images.remove(f"{source}:{tag}", noprune=True)
+            image.reload()  # its tags as they are now, not as the tunnel pull left them
         return image
 
     def tags(self, repository: str) -> list[str]:
