@@ -145,10 +145,11 @@ class KindCluster(DockerNodes):
 
     @property
     def _private_docker_config(self) -> dict[str, str]:
-        """An empty DOCKER_CONFIG for the docker CLI that ``kind load`` runs: never the user's."""
-        directory = self.workdir / "docker-config"
-        directory.mkdir(mode=0o700, exist_ok=True)
-        return {"DOCKER_CONFIG": str(directory)}
+        """DOCKER_CONFIG for the docker CLI that ``kind load`` runs: the user's docker context,
+        never the user's registry credentials."""
+        from pytest_kindreg.docker_engine import private_docker_env
+
+        return private_docker_env(self.workdir / "docker-config")
 
     def version(self) -> str:
         return self.kind("version").strip()
