@@ -104,6 +104,23 @@ def _ready_status(node_status: Any) -> str | None:
     return str(ready[0].status) if ready else None
 
 
+def lease_renewed(before: datetime.datetime | None, now: datetime.datetime | None) -> bool:
+    """Whether a node lease's ``renewTime`` (``now``) shows a renewal after ``before``.
+
+    Both values come from the lease, written by the node's kubelet: comparing them never mixes
+    this host's clock with the node's.
+    """
+    if now is None:
+        return False
+    if before is None:
+        return True
+
+    def utc(value: datetime.datetime) -> datetime.datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+
+    return utc(now) > utc(before)
+
+
 def log_progress(message: str) -> None:
     """Where progress lines go when nobody asked for them: the log."""
     log.info("kindreg: %s", message)
@@ -290,26 +307,29 @@ class KindCluster(DockerNodes):
         """Restart kubelet and wait, within one deadline, until it is healthy and the node Ready."""
         from kubernetes import client
 
+        core = client.CoreV1Api(self.api_client())
+        coordination = client.CoordinationV1Api(self.api_client())
+
+        def renew_time() -> datetime.datetime | None:
+            lease = coordination.read_namespaced_lease(node, "kube-node-lease")
+            return lease.spec.renew_time if lease.spec else None
+
         self.exec(node, ["systemctl", "restart", "kubelet.service"])
         started = time.monotonic()
-        # systemctl returns once the old kubelet is gone: a lease renewed after now is the new one's.
-        restarted = datetime.datetime.now(datetime.timezone.utc)
+        # Read once systemctl has returned and the old kubelet is gone, so any later renewal is the
+        # new kubelet's. After a read before the restart, the old kubelet could still renew once.
+        before = renew_time()
 
         def healthz() -> None:
             self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"])
 
         wait_for(f"kubelet on {node} to answer /healthz after restart", healthz, timeout)
-        core = client.CoreV1Api(self.api_client())
-
-        coordination = client.CoordinationV1Api(self.api_client())
 
         def ready() -> None:
             # Ready stays True through a short restart; the node lease proves the new kubelet reports.
-            renewed = coordination.read_namespaced_lease(node, "kube-node-lease").spec.renew_time
-            if renewed is not None and renewed.tzinfo is None:
-                renewed = renewed.replace(tzinfo=datetime.timezone.utc)
-            if renewed is None or renewed < restarted:
-                raise ClusterError(f"node lease of {node} last renewed {renewed}, before the kubelet restart")
+            renewed = renew_time()
+            if not lease_renewed(before, renewed):
+                raise ClusterError(f"node lease of {node} last renewed {renewed}, not since the kubelet restart")
             ready = _ready_status(core.read_node_status(node).status)
             if ready != "True":
                 raise ClusterError(f"node {node} Ready={ready or 'missing'}")

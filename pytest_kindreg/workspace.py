@@ -25,6 +25,25 @@ def _slug(text: str, limit: int) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:limit].strip("-") or "test"
 
 
+def wait_for_service_account(core: Any, namespace: str, name: str = "default", timeout: float = 60.0) -> None:
+    """Wait until the ServiceAccount controller has created ``name`` in a new namespace.
+
+    Until then admission refuses pods (``serviceaccount "default" not found``, after only a few
+    short retries) and a patch of the ServiceAccount is a 404, which under load is seconds.
+    """
+
+    def exists() -> None:
+        core.read_namespaced_service_account(name, namespace)
+
+    wait_for(
+        f"ServiceAccount {name!r} in namespace {namespace} (the ServiceAccount controller creates it; "
+        "pods and ServiceAccount patches in the namespace fail until it exists)",
+        exists,
+        timeout,
+        0.2,
+    )
+
+
 @dataclass(frozen=True)
 class PullRefusal:
     """A pull the registry refused, as the pod's events tell it."""
@@ -85,6 +104,8 @@ class KindPrivateRegistry:
                 )
             )
         )
+        # Every pod and ServiceAccount patch needs setup() first, so this one wait covers them all.
+        wait_for_service_account(self.core, self.namespace)
         self._pod_patch = self.strategy.prepare_namespace(self.context, self.core, self.namespace)
         return self
 
