@@ -35,7 +35,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     except KindregError as exc:
         print(f"kindreg cleanup: {exc}", file=sys.stderr)
         docker = None
-    leftovers = find_leftovers(docker, min_age=args.min_age)
+    leftovers = find_leftovers(docker)
     for kind, names in vars(leftovers).items():
         for name in names:
             print(f"{'would remove' if args.dry_run else 'removing'} {kind.replace('_', ' ')}: {name}")
@@ -70,12 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind (never a live run's)")
     cleanup.add_argument("--dry-run", action="store_true")
     cleanup.add_argument("--kind-bin")
-    cleanup.add_argument(
-        "--min-age",
-        type=float,
-        default=30.0,
-        help="seconds before an ownerless temp dir counts as left behind (default 30)",
-    )
+    # Ignored, kept so that existing scripts still run: temp dirs are reaped by their ownership
+    # record, never by age (an ownerless directory is never removed).
+    cleanup.add_argument("--min-age", type=float, help=argparse.SUPPRESS)
     cleanup.set_defaults(func=_cleanup)
     build = sub.add_parser("build-images", help="build registry:2 and the test image offline from Debian packages")
     build.add_argument("--force", action="store_true")

@@ -20,9 +20,11 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 from pytest_kindreg import runner
 from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
 from pytest_kindreg.credentials import write_private_file
+from pytest_kindreg.docker_engine import RunIdentity
 from pytest_kindreg.docker_nodes import DockerNodes
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig
+from pytest_kindreg.tempdirs import make_temp_dir
 
 log = logging.getLogger("pytest_kindreg")
 
@@ -140,7 +142,7 @@ class KindCluster(DockerNodes):
     ) -> None:
         self.name = name
         self.kind_bin = find_kind(kind_bin)
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.workdir = workdir or make_temp_dir(RunIdentity(), name)
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.create_timeout = create_timeout

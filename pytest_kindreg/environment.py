@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from pytest_kindreg.node_credentials import NodeCredentials
 from pytest_kindreg.reaper import register_run, unregister_run
 from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
+from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
 
 
@@ -99,7 +99,7 @@ class KindRegistryEnvironment:
     def _start(self) -> None:
         self._docker = docker_client()
         register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.identity.prefix}-"))
+        self._tmp = make_temp_dir(self.identity, self.identity.prefix)
         self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cluster = KindCluster(
             self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir, progress=self.progress

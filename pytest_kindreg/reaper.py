@@ -1,8 +1,9 @@
 """Leftovers of dead runs: find and remove them, never what a live run or the user owns.
 
 Every run records itself in ``~/.cache/pytest-kindreg/runs/<run id>.json`` (pid, process start
-time, cluster, keep flag); every container and network it creates carries its labels. A run is
-dead when its process is gone (or the pid was reused by another process).
+time, cluster, keep flag); every container and network it creates carries its labels; every temp
+dir it creates holds an ownership record (:mod:`pytest_kindreg.tempdirs`). A run is dead when its
+process is gone (or the pid was reused by another process).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from pytest_kindreg.docker_engine import (
     process_alive,
     process_start_time,
 )
+from pytest_kindreg.tempdirs import owned_dirs, read_owner, temp_root
 
 log = logging.getLogger("pytest_kindreg")
 
@@ -94,10 +94,9 @@ def _alive(labels: dict[str, str]) -> bool:
     return process_alive(pid, labels.get(LABEL_PID_START, ""))
 
 
-def find_leftovers(docker: Any, *, min_age: float = 30.0) -> Leftovers:
+def find_leftovers(docker: Any) -> Leftovers:
     """What dead runs left behind (containers, networks, clusters, temp dirs, run records)."""
     found = Leftovers()
-    dead_runs: set[str] = set()
     live_runs: set[str] = set()
     if runs_dir().is_dir():
         for path in runs_dir().glob("*.json"):
@@ -113,7 +112,6 @@ def find_leftovers(docker: Any, *, min_age: float = 30.0) -> Leftovers:
             if _alive(labels):
                 live_runs.add(str(record.get("run_id")))
                 continue
-            dead_runs.add(str(record.get("run_id")))
             found.run_files.append(str(path))
             if record.get("cluster") and not record.get("keep_cluster") and record.get("cluster_created"):
                 found.clusters.append(str(record["cluster"]))
@@ -121,25 +119,20 @@ def find_leftovers(docker: Any, *, min_age: float = 30.0) -> Leftovers:
         for container in docker.containers.list(all=True, filters={"label": LABEL_MANAGED}, ignore_removed=True):
             if not _alive(container.labels):
                 found.containers.append(container.name)
-                dead_runs.add(container.labels.get(LABEL_RUN, ""))
             else:
                 live_runs.add(container.labels.get(LABEL_RUN, ""))
         for network in docker.networks.list(filters={"label": LABEL_MANAGED}):
             if not _alive(network.attrs.get("Labels") or {}):
                 found.networks.append(network.name)
-    now = time.time()
-    for directory in Path(tempfile.gettempdir()).glob("kindreg-*-*"):
-        run_id = directory.name.split("-")[1]
-        if run_id in live_runs:
-            continue
-        try:  # a concurrent run may remove its directory while we look
-            if not directory.is_dir():
-                continue
-            age = now - directory.stat().st_mtime
-        except OSError:
-            continue
-        # A directory with no live owner: a dead run's, or one too young to have an owner yet.
-        if run_id in dead_runs or age > min_age:
+    # Only directories whose ownership record proves a dead run of this user made them: a name
+    # proves nothing (a user's /tmp/kindreg-notes-keepme was once taken for a leftover).
+    for directory, owner in owned_dirs():
+        labels = {
+            LABEL_PID: str(owner.get("pid", 0)),
+            LABEL_PID_START: str(owner.get("pid_start", "")),
+            LABEL_HOST: str(owner.get("host", "")),
+        }
+        if owner["run_id"] not in live_runs and not _alive(labels):
             found.directories.append(str(directory))
     return found
 
@@ -173,8 +166,11 @@ def reap(docker: Any, leftovers: Leftovers, kind_bin: str | None = None) -> list
                 runner.run([kind, "delete", "cluster", "--name", cluster], timeout=300, check=False)
         except Exception as exc:
             problems.append(f"clusters {leftovers.clusters}: {exc}")
-    for directory in leftovers.directories:
-        shutil.rmtree(directory, ignore_errors=True)
+    for name in leftovers.directories:
+        directory = Path(name)
+        # Checked again right before removal: still in our parent, still a real dir with a record.
+        if directory.parent == temp_root() and read_owner(directory) is not None:
+            shutil.rmtree(directory, ignore_errors=True)  # never follows symlinks inside
     for path in leftovers.run_files:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

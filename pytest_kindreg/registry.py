@@ -14,7 +14,6 @@ import logging
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from pytest_kindreg.credentials import Credentials, write_private_file
 from pytest_kindreg.diagnosis import is_registry_host
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError, first_line
+from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.tunnel import ClientCertTunnel
 
 log = logging.getLogger("pytest_kindreg")
@@ -187,6 +187,13 @@ class PrivateRegistry:
         return self._container
 
     @property
+    def docker(self) -> Any:
+        """The docker SDK client this registry uses."""
+        if self._docker is None:
+            self._docker = docker_client()
+        return self._docker
+
+    @property
     def workdir(self) -> Path:
         if self._workdir is None:
             raise RegistryError(f"registry {self.name} is not started")
@@ -219,7 +226,7 @@ class PrivateRegistry:
         if self._docker is None:
             self._docker = docker_client()
         self._ensure_image()
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self._workdir = make_temp_dir(self.identity, self.name)
         env = {
             "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
             # Locations relative to the request, so pushes through the mTLS tunnel stay on it.

@@ -152,11 +152,19 @@ class KindPrivateRegistry:
 
         Returns the reference pods should use. The tag is unique to this call unless given, so
         no node cache can answer for another test (and side-loaded tags are never ``latest``).
+        ``side_load`` pushes a variant with a unique label, hence a new image ID (same layers).
         """
         src_repo, src_tag = split_reference(local_image)
         repository = repository or f"{self.namespace}/{src_repo.rsplit('/', 1)[-1]}"
         tag = tag or f"{src_tag}-{secrets.token_hex(3)}"
-        reference = self.registry.push(local_image, repository=repository, tag=tag)
+        source = self.strategy.prepare_image(self.context, local_image)
+        try:
+            reference = self.registry.push(source, repository=repository, tag=tag)
+        finally:
+            if source != local_image:
+                # Only the temporary tag: the pushed reference keeps the image while the registry lives.
+                with contextlib.suppress(Exception):
+                    self.registry.docker.images.remove(source, noprune=True)
         return self.strategy.publish(self.context, reference)
 
     # -- pods ---------------------------------------------------------------------------------

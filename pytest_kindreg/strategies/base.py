@@ -76,6 +76,10 @@ class Strategy(Protocol):
     def prepare_namespace(self, ctx: StrategyContext, core: Any, namespace: str) -> PodPatch:
         """(c) Per-test objects (e.g. a pull Secret) and what each pod needs."""
 
+    def prepare_image(self, ctx: StrategyContext, local_image: str) -> str:
+        """The local image to push for ``local_image``. If it is another one, it is a temporary
+        tag, which the caller removes once pushed."""
+
     def publish(self, ctx: StrategyContext, reference: str) -> str:
         """Make a pushed image available the strategy's way; returns the reference pods use."""
 
@@ -100,6 +104,9 @@ class BaseStrategy:
 
     def prepare_namespace(self, ctx: StrategyContext, core: Any, namespace: str) -> PodPatch:
         return PodPatch()
+
+    def prepare_image(self, ctx: StrategyContext, local_image: str) -> str:
+        return local_image
 
     def publish(self, ctx: StrategyContext, reference: str) -> str:
         return reference

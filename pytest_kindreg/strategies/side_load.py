@@ -1,13 +1,61 @@
 """``side_load``: the host pulls with credentials, then ``kind load`` puts the image into every node.
 
 Nodes never hold credentials; pods use a pinned tag with ``imagePullPolicy: IfNotPresent``.
+
+Every push publishes a variant of the source image that differs only in one config label, so its
+image ID (the config digest) is new. Kubelet's credential re-verification (KEP-2535,
+``KubeletEnsureSecretPulledImages``, on by default from Kubernetes 1.35) keys its records on the
+image ID: if another strategy's pod had pulled the same ID with credentials, kubelet would
+re-verify the side-loaded copy, pull it, and fail with ``no basic auth credentials`` on nodes that
+hold none. A label, not a layer: the filesystem stays byte-for-byte the source's.
 """
 
 from __future__ import annotations
 
+import io
+import secrets
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from pytest_kindreg.errors import ImageMissingError, KindregError
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
+
+NONCE_LABEL = "io.kindreg.side-load.nonce"
+
+
+@dataclass(frozen=True)
+class UniqueVariant:
+    """A build of ``base`` (an image ID) that adds one label: the same layers, a new image ID."""
+
+    base: str
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def tag(self) -> str:
+        """A temporary local tag: removed once the variant is pushed under the caller's name."""
+        return f"kindreg-side-load/variant:{self.nonce}"
+
+    def dockerfile(self) -> bytes:
+        return f"FROM {self.base}\nLABEL {NONCE_LABEL}={self.nonce}\n".encode()
+
+
+def build_unique_variant(docker: Any, local_image: str) -> str:
+    """Build a :class:`UniqueVariant` of ``local_image`` in the local engine; returns its tag."""
+    try:
+        source = docker.images.get(local_image)
+    except ImageNotFound as exc:
+        raise ImageMissingError(local_image, "Build or pull it first (`docker image ls` lists local images).") from exc
+    variant = UniqueVariant(str(source.id))
+    try:
+        # FROM the image ID with pull=False: nothing is looked up in a registry.
+        docker.images.build(
+            fileobj=io.BytesIO(variant.dockerfile()), tag=variant.tag, pull=False, rm=True, forcerm=True
+        )
+    except (BuildError, APIError) as exc:
+        raise KindregError(f"side_load could not build a unique variant of {local_image}: {exc}") from exc
+    return variant.tag
 
 
 class SideLoadStrategy(BaseStrategy):
@@ -16,6 +64,10 @@ class SideLoadStrategy(BaseStrategy):
 
     def prepare_namespace(self, ctx: StrategyContext, core: Any, namespace: str) -> PodPatch:
         return PodPatch(image_pull_policy="IfNotPresent")
+
+    def prepare_image(self, ctx: StrategyContext, local_image: str) -> str:
+        # A new image ID per push: see the module docstring (kubelet's credential re-verification).
+        return build_unique_variant(ctx.registry.docker, local_image)
 
     def publish(self, ctx: StrategyContext, reference: str) -> str:
         if reference.endswith(":latest"):

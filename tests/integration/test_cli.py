@@ -53,14 +53,14 @@ def test_doctor_flags_a_missing_registry_image(kindreg_docker: Any) -> None:
 def test_cleanup_dry_run_and_removal(kindreg_docker: Any, kindreg_test_image: str, tmp_path: Path) -> None:
     # A dead run's leftovers: a labelled container whose pid is gone, and its temp dir with a key.
     from pytest_kindreg import RunIdentity
+    from pytest_kindreg.tempdirs import make_temp_dir
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     identity = RunIdentity(pid=int(dead.stdout))
     container = kindreg_docker.containers.create(
         kindreg_test_image, ["sleep", "60"], name=identity.name("registry"), labels=identity.labels("registry")
     )
-    leftover_dir = Path(f"/tmp/{identity.prefix}-registry-test")
-    leftover_dir.mkdir()
+    leftover_dir = make_temp_dir(identity, identity.name("registry"))  # as the dead run made it
     (leftover_dir / "client.key").write_text("KEY")
     env = {"KINDREG_STATE_DIR": str(tmp_path / "state")}
     try:

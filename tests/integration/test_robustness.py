@@ -6,8 +6,11 @@
   Afterwards no container, network, temp dir or key file of any of those runs remains.
 * A missing registry image errors with one actionable message.
 * ``kindreg cleanup --min-age 0`` next to a live run leaves that run alone.
+* Only temp dirs whose ownership record proves a dead run made them are reaped: the user's
+  look-alikes (names, symlinks, plain files, old directories) survive a plugin run and
+  ``kindreg cleanup``.
 
-Each run is ``python -m pytest <suite> -p no:cacheprovider`` with its own ``KINDREG_STATE_DIR``.
+Each run is ``python -m pytest <suite> -p no:cacheprovider`` with its own ``KINDREG_STATE_DIR`` and ``TMPDIR``.
 Every wait has a deadline, and every child is killed in ``finally``.
 """
 
@@ -19,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -140,10 +142,12 @@ def _restore_default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _child_env(state: Path, marks: Path, release: Path | None) -> dict[str, str]:
+def _child_env(tmp: Path, release: Path | None) -> dict[str, str]:
+    """The environment of a child run: its own state dir and $TMPDIR under the test's ``tmp``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["KINDREG_STATE_DIR"] = str(state)
-    env[MARKS_ENV] = str(marks)
+    env["KINDREG_STATE_DIR"] = str(tmp / "state")
+    env["TMPDIR"] = str(tmp / "tmp")
+    env[MARKS_ENV] = str(tmp / "marks")
     env.pop(RELEASE_ENV, None)
     if release is not None:
         env[RELEASE_ENV] = str(release)
@@ -158,6 +162,7 @@ def suite(tmp_path: Path) -> Path:
     (directory / "conftest.py").write_text(SUITE_CONFTEST)
     (directory / "test_hold.py").write_text(SUITE_TEST)
     (tmp_path / "marks").mkdir()
+    (tmp_path / "tmp").mkdir()  # the children's $TMPDIR
     return directory
 
 
@@ -189,7 +194,7 @@ def _start_run(
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "--kindreg-require", "docker"],
             cwd=tmp,
-            env=_child_env(tmp / "state", tmp / "marks", release),
+            env=_child_env(tmp, release),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -209,10 +214,19 @@ def _networks(docker: Any, pid: int) -> set[str]:
     return {n["Name"] for n in docker.api.networks(filters={"label": f"{LABEL_PID}={pid}"})}
 
 
-def _key_files(run_id: str) -> set[str]:
+def _plugin_tmp(tmp: Path) -> Path:
+    """Where the children's plugin keeps its temp dirs: ``$TMPDIR/pytest-kindreg-<uid>`` (README)."""
+    return tmp / "tmp" / f"pytest-kindreg-{os.getuid()}"
+
+
+def _run_dirs(tmp: Path, run_id: str) -> list[Path]:
+    return list(_plugin_tmp(tmp).glob(f"kindreg-{run_id}-*"))
+
+
+def _key_files(tmp: Path, run_id: str) -> set[str]:
     """Key files under the run's temp dirs; os.walk, because a live run removes its dirs while we look."""
     found: set[str] = set()
-    for workdir in Path(tempfile.gettempdir()).glob(f"kindreg-{run_id}-*"):
+    for workdir in _run_dirs(tmp, run_id):
         for parent, _dirs, files in os.walk(workdir):  # walk ignores dirs that vanish under it
             found.update(os.path.join(parent, f) for f in files if f.endswith(".key"))
     return found
@@ -230,7 +244,7 @@ def _observe(docker: Any, run: Run, marks: Path) -> None:
         run.keys.update(record["keys"])
         run.workdirs.update(record["workdirs"])
     for run_id in run.run_ids:
-        run.keys.update(_key_files(run_id))
+        run.keys.update(_key_files(run.output.parent, run_id))
 
 
 def _leftovers(docker: Any, runs: list[Run]) -> list[str]:
@@ -240,8 +254,8 @@ def _leftovers(docker: Any, runs: list[Run]) -> list[str]:
         found += [f"container {name} (run {run.index})" for name in _containers(docker, run.pid)]
         found += [f"network {name} (run {run.index})" for name in _networks(docker, run.pid)]
         for run_id in run.run_ids:
-            found += [f"dir {d} (run {run.index})" for d in Path(tempfile.gettempdir()).glob(f"kindreg-{run_id}-*")]
-            found += [f"key {k} (run {run.index})" for k in _key_files(run_id)]
+            found += [f"dir {d} (run {run.index})" for d in _run_dirs(run.output.parent, run_id)]
+            found += [f"key {k} (run {run.index})" for k in _key_files(run.output.parent, run_id)]
         found += [f"key {k} (run {run.index})" for k in run.keys if os.path.exists(k)]
         found += [f"dir {d} (run {run.index})" for d in run.workdirs if os.path.exists(d)]
     return sorted(set(found))
@@ -392,7 +406,7 @@ def test_cleanup_never_reaps_a_live_run(
     cleanup = subprocess.run(
         [sys.executable, "-m", "pytest_kindreg", "cleanup", "--min-age", "0"],
         cwd=tmp,
-        env=_child_env(tmp / "state", marks, None),
+        env=_child_env(tmp, None),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -412,3 +426,95 @@ def test_cleanup_never_reaps_a_live_run(
     assert proc.returncode == 0, run.log()
     assert "1 passed" in run.log()
     assert not _leftovers(kindreg_docker, [run])
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been waited for)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def _lookalikes(tmp: Path) -> dict[Path, str]:
+    """Things of the user's, named like the plugin's temp dirs, in $TMPDIR and in the plugin's own
+    parent; returns each file (through its name as the user sees it) with its content."""
+    tmpdir = tmp / "tmp"
+    root = _plugin_tmp(tmp)
+    root.mkdir(mode=0o700, exist_ok=True)
+    # A forged record of a dead run: only where it sits (behind a symlink) keeps it from counting.
+    forged = json.dumps({"run_id": "d0d0d0", "pid": _dead_pid(), "pid_start": "", "host": os.uname().nodename})
+    linked = tmp / "linked-target"
+    linked.mkdir()
+    (linked / "precious.txt").write_text("linked content")
+    (linked / ".kindreg-owner.json").write_text(forged)
+    (tmp / "forged-owner.json").write_text(forged)
+    files: dict[Path, str] = {}
+    for parent in (tmpdir, root):
+        notes = parent / "kindreg-notes-keepme"
+        notes.mkdir()
+        (notes / "notes.txt").write_text("my notes")
+        files[notes / "notes.txt"] = "my notes"
+        old = parent / "kindreg-notes-old"
+        old.mkdir()
+        (old / "old.txt").write_text("old notes")
+        files[old / "old.txt"] = "old notes"
+        link = parent / "kindreg-d0d0d0-registry-link"
+        link.symlink_to(linked, target_is_directory=True)
+        files[link / "precious.txt"] = "linked content"
+        plain = parent / "kindreg-d0d0d0-registry-file"
+        plain.write_text("plain file")
+        files[plain] = "plain file"
+        # A real directory whose ownership record is a symlink to a dead run's record.
+        fake = parent / "kindreg-d0d0d0-registry-fake"
+        fake.mkdir()
+        (fake / "data.txt").write_text("not the plugin's")
+        (fake / ".kindreg-owner.json").symlink_to(tmp / "forged-owner.json")
+        files[fake / "data.txt"] = "not the plugin's"
+        hour_ago = time.time() - 3600  # far beyond the old 30 s "ownerless" age; notes stays fresh
+        for path in (old, fake, plain, link):
+            os.utime(path, (hour_ago, hour_ago), follow_symlinks=False)
+        os.utime(linked, (hour_ago, hour_ago))
+    return files
+
+
+def test_only_a_dead_runs_own_temp_dirs_are_reaped(
+    kindreg_docker: Any, suite: Path, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """Look-alikes of the user's survive a plugin run and ``kindreg cleanup``; a SIGKILLed run's
+    temp dirs (keys included) are still removed by each."""
+    tmp = suite.parent
+    marks = tmp / "marks"
+    files = _lookalikes(tmp)
+    for index, cleaner in enumerate(("plugin run", "kindreg cleanup")):
+        killed = _start_run(children, suite, 2 * index, "SIGKILL", "test", release=tmp / "never-released")
+        _drive(kindreg_docker, killed, marks)
+        assert killed.returncode == -signal.SIGKILL, killed.log()
+        assert len(killed.workdirs) == 2 and all(os.path.isdir(d) for d in killed.workdirs), killed.workdirs
+        assert len(killed.keys) == 2 and all(os.path.exists(k) for k in killed.keys), killed.keys
+        if cleaner == "plugin run":
+            after = _start_run(children, suite, 2 * index + 1, "complete", "", release=None)
+            _drive(kindreg_docker, after, marks)
+            assert after.returncode == 0, after.log()
+        else:
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest_kindreg", "cleanup"],
+                env=_child_env(tmp, None),
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert all(f"removing directories: {d}" in result.stdout for d in killed.workdirs), result.stdout
+            assert "keepme" not in result.stdout and "d0d0d0" not in result.stdout, result.stdout
+        left = _leftovers(kindreg_docker, [killed])
+        assert not left, f"the {cleaner} did not reap {killed.describe()}: {left}"
+        damaged = {str(path): content for path, content in files.items() if not _holds(path, content)}
+        assert not damaged, f"the {cleaner} removed or changed what the plugin did not create: {sorted(damaged)}"
+    assert (tmp / "tmp" / "kindreg-d0d0d0-registry-link").is_symlink()
+    assert (_plugin_tmp(tmp) / "kindreg-d0d0d0-registry-link").is_symlink()
+
+
+def _holds(path: Path, content: str) -> bool:
+    try:
+        return path.read_text() == content
+    except OSError:
+        return False
