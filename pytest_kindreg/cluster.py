@@ -346,7 +346,7 @@ class KindCluster(DockerNodes):
         return parse_containerd_version(self.exec(node, ["containerd", "--version"]))
 
     def containerd_config(self, node: str) -> tuple[int, list[str]]:
-        """(config version, config_path values) read from ``containerd config dump`` at runtime."""
+        """(config version, the CRI plugin's config_path roots) from ``containerd config dump`` at runtime."""
         dump = self.exec(node, ["containerd", "config", "dump"])
         return parse_config_version(dump), config_paths(dump)
 

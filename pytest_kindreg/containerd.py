@@ -1,4 +1,4 @@
-"""containerd registry host configuration (hosts.toml) and version detection for kind nodes.
+"""containerd registry host configuration (hosts.toml), version detection and config reading for kind nodes.
 
 Only ``config_path`` + ``hosts.toml`` is used: ``registry.mirrors`` and ``registry.configs.*.tls``
 break containerd 1.7 next to config_path, are ignored by 2.x, and ``mirrors`` breaks 2.2.0.
@@ -7,8 +7,15 @@ break containerd 1.7 next to config_path, are ignored by 2.x, and ``mirrors`` br
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 CERTS_D = "/etc/containerd/certs.d"
 
@@ -63,14 +70,47 @@ def parse_containerd_version(output: str) -> tuple[int, int, int]:
     raise ValueError(f"cannot read a containerd version from {output.strip()!r}")
 
 
+# The CRI plugin's registry table, by config version: containerd 1.x dumps version 2, 2.x dumps
+# version 3 (later versions keep the 2.x plugin ids). Other plugins have a config_path of their own
+# (the transfer service's), which is not what the CRI pulls with in kind (kind-containerd-facts §4.2).
+_CRI_REGISTRY_PLUGIN = {1: "cri", 2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.images"}
+
+
+def _load(text: str) -> dict[str, Any]:
+    # A TOML parser, not a pattern: containerd 2.x writes single-quoted strings and keys
+    # (go-toml v2), 1.x double-quoted ones.
+    try:
+        doc: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"containerd config is not valid TOML: {exc}") from exc
+    return doc
+
+
+def _table(value: Any, *keys: str) -> dict[str, Any]:
+    """``value[k1][k2]...`` when every step is a table, else an empty table."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _version(doc: dict[str, Any]) -> int:
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("containerd config dump has no top-level version")
+    return version
+
+
 def parse_config_version(dump: str) -> int:
     """The top-level ``version = N`` of ``containerd config dump`` (2 for 1.x, 3 for 2.x)."""
-    match = re.search(r"^version\s*=\s*(\d+)\s*$", dump, re.MULTILINE)
-    if not match:
-        raise ValueError("containerd config dump has no top-level version")
-    return int(match.group(1))
+    return _version(_load(dump))
 
 
 def config_paths(dump: str) -> list[str]:
-    """Every ``config_path`` value set in ``containerd config dump`` (empty strings dropped)."""
-    return [value for value in re.findall(r'^\s*config_path\s*=\s*"([^"]*)"', dump, re.MULTILINE) if value]
+    """The roots of the CRI plugin's ``registry.config_path`` in ``containerd config dump``
+    (colon-separated there), in order; empty when it is unset or empty."""
+    doc = _load(dump)
+    version = _version(doc)
+    if version < 2:
+        raise ValueError(f"containerd config dump has version {version}; containerd dumps 2 (1.x) or 3 (2.x)")
+    value = _table(doc, "plugins", _CRI_REGISTRY_PLUGIN[min(version, 3)], "registry").get("config_path")
+    return [root for root in value.split(":") if root] if isinstance(value, str) else []

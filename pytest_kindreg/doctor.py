@@ -8,9 +8,10 @@ from typing import Any
 
 from pytest_kindreg.cluster import KindCluster, find_kind
 from pytest_kindreg.containerd import CERTS_D
-from pytest_kindreg.docker_engine import docker_client
+from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import KindregError
 from pytest_kindreg.registry import BUILD_HINT, DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
+from pytest_kindreg.tempdirs import make_temp_dir
 
 
 @dataclass(frozen=True)
@@ -90,23 +91,32 @@ def run_checks(
         )
     )
     if cluster and kind is not None:
-        try:
-            kc = KindCluster(cluster, kind_bin=kind)
-            if not kc.exists():
-                checks.append(Check("warn", f"cluster {cluster}", "does not exist"))
-            else:
-                for node in kc.nodes():
-                    version = ".".join(map(str, kc.containerd_version(node)))
-                    config_version, paths = kc.containerd_config(node)
-                    ok = any(CERTS_D in p for p in paths)
-                    checks.append(
-                        Check(
-                            "ok" if ok else "FAIL",
-                            f"containerd in {node}",
-                            f"{version}, config version {config_version}, config_path {paths}",
-                            "" if ok else "recreate the cluster with pytest-kindreg's config_path patch",
-                        )
-                    )
-        except KindregError as exc:
-            checks.append(Check("FAIL", f"cluster {cluster}", str(exc)))
+        checks.extend(_cluster_checks(cluster, kind))
+    return checks
+
+
+def _cluster_checks(cluster: str, kind: str) -> list[Check]:
+    """containerd in each node of an existing cluster: does its CRI plugin read certs.d?"""
+    checks: list[Check] = []
+    workdir = make_temp_dir(RunIdentity(), "kindreg-doctor")  # KindCluster's files; removed after
+    try:
+        kc = KindCluster(cluster, kind_bin=kind, workdir=workdir)
+        if not kc.exists():
+            return [Check("warn", f"cluster {cluster}", "does not exist")]
+        for node in kc.nodes():
+            version = ".".join(map(str, kc.containerd_version(node)))
+            config_version, paths = kc.containerd_config(node)
+            ok = CERTS_D in paths
+            checks.append(
+                Check(
+                    "ok" if ok else "FAIL",
+                    f"containerd in {node}",
+                    f"{version}, config version {config_version}, CRI config_path {paths}",
+                    "" if ok else "recreate the cluster with pytest-kindreg's config_path patch",
+                )
+            )
+    except (KindregError, ValueError) as exc:
+        checks.append(Check("FAIL", f"cluster {cluster}", str(exc)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return checks

@@ -151,7 +151,7 @@ class KindRegistryEnvironment:
             config_version, paths = cluster.containerd_config(node)
             version = ".".join(map(str, cluster.containerd_version(node)))
             self.containerd[node] = f"containerd {version} (config version {config_version})"
-            if CERTS_D not in ":".join(paths).split(":"):
+            if CERTS_D not in paths:
                 raise ClusterError(
                     f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
                     "ignored kind's containerdConfigPatches"

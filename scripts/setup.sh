@@ -38,6 +38,17 @@ if ! docker version >/dev/null 2>&1; then
 fi
 
 bash pytest_kindreg/data/build-images.sh
+# --- containerd binaries for the config tests (begin) ---
+# The containerd config tests run Debian's containerd 1.7 (trixie) and 2.x (sid), unpacked into
+# ~/.cache/pytest-kindreg-test (never installed over the host's containerd), against kind's node
+# config from kind's Go module. Fetched once; on a machine without apt or network they skip (or
+# fail under --kindreg-require docker) and say why.
+if [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debian-archive-keyring >/dev/null || true
+fi
+python3 -m tests.integration.containerd_harness fetch \
+    || echo "setup: note: could not fetch the containerd binaries or kind's node config (see above)"
+# --- containerd binaries for the config tests (end) ---
 python3 -m pip install -q -e ".[test,lint]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -c "import pytest_kindreg" && echo "setup: done"
 command -v kind >/dev/null 2>&1 || echo "setup: note: kind is not on PATH; kind-level tests and examples will skip (install kind to run them)"

@@ -1,20 +1,40 @@
 """A throw-away containerd of the test's own, for checking node files with the real resolver.
 
-``StandaloneContainerd`` starts the host's ``containerd`` binary with its own root, state dir,
-sockets and a minimal config (no CRI, no runtimes, only the native snapshotter), so it starts
-in milliseconds next to any other containerd (Docker's, the system's) without touching them.
-``fetch`` runs ``ctr content fetch --hosts-dir`` against it: the same ``ConfigureHosts`` code that
-reads ``/etc/containerd/certs.d/<host>/hosts.toml`` for the CRI plugin on a kind node.
+``StandaloneContainerd`` starts the host's ``containerd`` binary (or one from ``bin_dir``) with its
+own root, state dir, sockets and a minimal config (no CRI, no runtimes, only the native
+snapshotter), so it starts in milliseconds next to any other containerd (Docker's, the system's)
+without touching them. ``fetch`` runs ``ctr content fetch --hosts-dir`` against it: the same
+``ConfigureHosts`` code that reads ``/etc/containerd/certs.d/<host>/hosts.toml`` for the CRI plugin
+on a kind node.
+
+Real inputs for config tests, fetched once into ``~/.cache/pytest-kindreg-test`` (never
+committed, never installed over the host's containerd):
+
+* ``debian_containerd(suite)``: Debian's containerd of ``trixie`` (1.7) or ``sid`` (2.x), by
+  ``apt-get download`` and ``dpkg-deb -x``;
+* ``kind_base_config()``: the ``/etc/containerd/config.toml`` of kind's node images, from the Go
+  module of kind.
+
+``python -m tests.integration.containerd_harness fetch`` fetches both (``scripts/setup.sh`` runs it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 NAMESPACE = "kindreg"
 INSTALL_HINT = "install it with `apt-get install containerd` (provides containerd and ctr)"
@@ -53,10 +73,202 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class Unavailable(RuntimeError):
+    """A real input (binary, upstream file) could not be found or fetched; says why."""
+
+
+# -- TOML for the test's own configs (tomllib only reads) ----------------------------------------
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def toml_dumps(doc: Mapping[str, Any], path: tuple[str, ...] = ()) -> str:
+    """TOML text for ``doc``: scalars and lists inline, every nested table as a ``[a."b".c]`` table."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            sub = (*path, key)
+            text += f"\n[{'.'.join(_toml_key(k) for k in sub)}]\n" + toml_dumps(value, sub)
+    return text
+
+
+def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``patch`` over ``base``, table by table: how kind applies containerdConfigPatches."""
+    merged = dict(base)
+    for key, value in patch.items():
+        old = merged.get(key)
+        merged[key] = deep_merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
+
+
+# -- real inputs, fetched once -------------------------------------------------------------------
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-kindreg-test"
+
+
+DEBIAN_SUITES = ("trixie", "sid")  # containerd 1.7.x and 2.x
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def _run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=600, **kwargs)
+
+
+def _apt_download(suite: str, into: Path) -> None:
+    """``apt-get download containerd/<suite>`` into ``into``: with the system's apt sources, else
+    with private ones (deb.debian.org, Debian's keyring) kept in the cache, for machines whose apt
+    does not know the suite (a stable Debian, Ubuntu)."""
+    system = _run(["apt-get", "download", f"containerd/{suite}"], cwd=into)
+    if system.returncode == 0:
+        return
+    if shutil.which("apt-get") is None:
+        raise Unavailable("apt-get not found: Debian's containerd packages are fetched with it")
+    if not os.path.exists(DEBIAN_KEYRING):
+        raise Unavailable(f"apt does not know Debian {suite} and {DEBIAN_KEYRING} is missing (debian-archive-keyring)")
+    apt = cache_dir() / "apt"
+    (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list.d").mkdir(exist_ok=True)
+    sources = apt / "sources.list"
+    sources.write_text(
+        "".join(f"deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian {s} main\n" for s in DEBIAN_SUITES)
+    )
+    options = [
+        *("-o", f"Dir::Etc::SourceList={sources}"),
+        *("-o", f"Dir::Etc::SourceParts={apt / 'sources.list.d'}"),
+        *("-o", f"Dir::State::Lists={apt / 'lists'}"),
+        *("-o", f"Dir::Cache={apt / 'cache'}"),
+        *("-o", "Debug::NoLocking=true"),
+    ]
+    update = _run(["apt-get", *options, "update"])
+    private = _run(["apt-get", *options, "download", f"containerd/{suite}"], cwd=into)
+    if private.returncode != 0:
+        raise Unavailable(
+            f"apt-get download containerd/{suite} failed with the system's sources "
+            f"({system.stderr.strip()[-200:]}) and with deb.debian.org "
+            f"({(private.stderr or update.stderr).strip()[-200:]})"
+        )
+
+
+def debian_containerd(suite: str) -> Path:
+    """The ``usr/bin`` (containerd, ctr) of Debian ``suite``'s containerd package, unpacked into
+    ``<cache>/containerd/<package version>``; fetched on first use, then read from the cache."""
+    root = cache_dir() / "containerd"
+    marker = root / f"{suite}.version"
+    if marker.is_file():
+        bin_dir = root / marker.read_text().strip() / "usr" / "bin"
+        if (bin_dir / "containerd").is_file() and (bin_dir / "ctr").is_file():
+            return bin_dir
+    if shutil.which("dpkg-deb") is None:
+        raise Unavailable("dpkg-deb not found: Debian's containerd packages are unpacked with it")
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="download-", dir=root) as tmp:
+        _apt_download(suite, Path(tmp))
+        debs = list(Path(tmp).glob("containerd_*.deb"))
+        if len(debs) != 1:
+            raise Unavailable(f"apt-get download containerd/{suite} gave {debs}")
+        version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip()
+        unpacked = Path(tmp) / "unpacked"
+        extract = _run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
+        if extract.returncode != 0 or not version:
+            raise Unavailable(f"dpkg-deb could not unpack {debs[0].name}: {extract.stderr.strip()[-200:]}")
+        # Renamed into place: a concurrent fetch of the same version finds it whole or not at all.
+        with contextlib.suppress(OSError):
+            unpacked.rename(root / version)
+        partial = root / f".{suite}.version.{os.getpid()}"
+        partial.write_text(version + "\n")
+        partial.replace(marker)
+    return debian_containerd(suite)
+
+
+KIND_MODULE = "sigs.k8s.io/kind"
+KIND_VERSION = "v0.27.0"  # the first kind with containerd 2.x node images; the base config is still version 2
+KIND_MIRRORS_VERSION = "v0.17.0"  # the last kind whose node config sets registry.mirrors
+KIND_CONFIG_IN_MODULE = "images/base/files/etc/containerd/config.toml"
+
+
+def _module_caches() -> list[Path]:
+    caches = [os.environ.get("GOMODCACHE", "")]
+    if shutil.which("go"):
+        caches.append(_run(["go", "env", "GOMODCACHE"]).stdout.strip())
+    caches += [os.path.join(p, "pkg", "mod") for p in os.environ.get("GOPATH", "").split(os.pathsep) if p]
+    caches.append(str(Path.home() / "go" / "pkg" / "mod"))
+    return [Path(c) for c in caches if c]
+
+
+def kind_base_config(version: str = KIND_VERSION) -> str:
+    """kind's ``images/base/files/etc/containerd/config.toml`` at ``version``: from the Go module
+    cache, else ``go mod download``, else the module zip from the Go module proxy (cached)."""
+    for cache in _module_caches():
+        path = cache / f"{KIND_MODULE}@{version}" / KIND_CONFIG_IN_MODULE
+        if path.is_file():
+            return path.read_text()
+    copy = cache_dir() / "kind" / version / "config.toml"
+    if copy.is_file():
+        return copy.read_text()
+    reasons = []
+    if shutil.which("go"):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = _run(["go", "mod", "download", "-json", f"{KIND_MODULE}@{version}"], cwd=tmp)
+        try:
+            return (Path(json.loads(result.stdout)["Dir"]) / KIND_CONFIG_IN_MODULE).read_text()
+        except (ValueError, KeyError, OSError):
+            reasons.append(f"go mod download: {(result.stderr or result.stdout).strip()[-200:]}")
+    else:
+        reasons.append("no go binary")
+    proxy = next(
+        (p for p in os.environ.get("GOPROXY", "").split(",") if p.startswith("http")), "https://proxy.golang.org"
+    )
+    url = f"{proxy.rstrip('/')}/{KIND_MODULE}/@v/{version}.zip"
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - a fixed https URL
+            archive = zipfile.ZipFile(io.BytesIO(response.read()))
+        text = archive.read(f"{KIND_MODULE}@{version}/{KIND_CONFIG_IN_MODULE}").decode()
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        reasons.append(f"{url}: {exc}")
+        raise Unavailable(
+            f"kind {version}'s {KIND_CONFIG_IN_MODULE} is in no Go module cache and could not be "
+            f"downloaded ({'; '.join(reasons)})"
+        ) from None
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text)
+    return text
+
+
 class StandaloneContainerd:
     """``with StandaloneContainerd() as ctrd: ctrd.fetch(ref, hosts_dir, user="u:p")``."""
 
-    def __init__(self, *, start_timeout: float = 20.0, pull_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        bin_dir: Path | None = None,
+        base_config: Mapping[str, Any] | None = None,
+        enabled_plugins: Sequence[str] = (),
+        start_timeout: float = 20.0,
+        pull_timeout: float = 120.0,
+    ) -> None:
+        """``bin_dir``: where containerd and ctr are (default: PATH). ``base_config``: a config the
+        instance's own settings (paths, sockets, disabled plugins) are merged over, e.g. a kind
+        node's. ``enabled_plugins``: plugins to keep that are disabled by default (the CRI)."""
+        self.containerd = str(bin_dir / "containerd") if bin_dir else "containerd"
+        self.ctr_bin = str(bin_dir / "ctr") if bin_dir else "ctr"
+        self.bin_dir = bin_dir
+        self.base_config = base_config or {}
+        self.enabled_plugins = tuple(enabled_plugins)
         self.start_timeout = start_timeout
         self.pull_timeout = pull_timeout
         self.process: subprocess.Popen[bytes] | None = None
@@ -88,36 +300,21 @@ class StandaloneContainerd:
 
     def render_config(self) -> str:
         d = self.directory
-        return "\n".join(
-            [
-                "version = 2",
-                f"root = {_toml_string(str(d / 'root'))}",
-                f"state = {_toml_string(str(d / 'state'))}",
-                f"temp = {_toml_string(str(d / 'tmp'))}",
-                'plugin_dir = ""',
-                "disabled_plugins = [" + ", ".join(_toml_string(p) for p in DISABLED_PLUGINS) + "]",
-                "",
-                # Sockets owned by whoever runs the tests: containerd chowns them to uid/gid 0
-                # by default, which a non-root user (a CI runner) may not do.
-                "[grpc]",
-                f"  address = {_toml_string(self.address)}",
-                f"  uid = {os.getuid()}",
-                f"  gid = {os.getgid()}",
-                "",
-                "[ttrpc]",
-                f"  address = {_toml_string(self.address + '.ttrpc')}",
-                f"  uid = {os.getuid()}",
-                f"  gid = {os.getgid()}",
-                "",
-                "[debug]",
-                '  address = ""',
-                '  level = "info"',
-                "",
-                "[metrics]",
-                '  address = ""',
-                "",
-            ]
-        )
+        own: dict[str, Any] = {
+            "version": 2,
+            "root": str(d / "root"),
+            "state": str(d / "state"),
+            "temp": str(d / "tmp"),
+            "plugin_dir": "",
+            "disabled_plugins": [p for p in DISABLED_PLUGINS if p not in self.enabled_plugins],
+            # Sockets owned by whoever runs the tests: containerd chowns them to uid/gid 0
+            # by default, which a non-root user (a CI runner) may not do.
+            "grpc": {"address": self.address, "uid": os.getuid(), "gid": os.getgid()},
+            "ttrpc": {"address": self.address + ".ttrpc", "uid": os.getuid(), "gid": os.getgid()},
+            "debug": {"address": "", "level": "info"},
+            "metrics": {"address": ""},
+        }
+        return toml_dumps(deep_merge(self.base_config, own))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> StandaloneContainerd:
@@ -128,7 +325,7 @@ class StandaloneContainerd:
         self.stop()
 
     def start(self) -> StandaloneContainerd:
-        reason = which_containerd()
+        reason = which_containerd() if self.bin_dir is None else None
         if reason:
             raise RuntimeError(reason)
         self._dir = Path(tempfile.mkdtemp(prefix="kindreg-ctrd-"))
@@ -137,7 +334,7 @@ class StandaloneContainerd:
             self.config_path.write_text(self.render_config())
             with open(self.log_path, "wb") as log:
                 self.process = subprocess.Popen(
-                    ["containerd", "--config", str(self.config_path)],
+                    [self.containerd, "--config", str(self.config_path)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -196,7 +393,7 @@ class StandaloneContainerd:
     # -- commands -----------------------------------------------------------------------------
     def ctr(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ctr", "--address", self.address, "--namespace", NAMESPACE, *args],
+            [self.ctr_bin, "--address", self.address, "--namespace", NAMESPACE, *args],
             capture_output=True,
             text=True,
             check=False,
@@ -217,3 +414,24 @@ class StandaloneContainerd:
         if user is not None:
             args += ["--user", user]
         return self.ctr(*args, reference)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``fetch``: put every real input in the cache now (setup.sh), so tests need no network."""
+    if list(argv) != ["fetch"]:
+        print("usage: python -m tests.integration.containerd_harness fetch", file=sys.stderr)
+        return 2
+    try:
+        for suite in DEBIAN_SUITES:
+            print(f"containerd ({suite}): {debian_containerd(suite)}")
+        for version in (KIND_VERSION, KIND_MIRRORS_VERSION):
+            kind_base_config(version)
+            print(f"kind {version} node containerd config: found")
+    except Unavailable as exc:
+        print(f"containerd_harness: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

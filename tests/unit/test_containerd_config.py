@@ -11,7 +11,13 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     import tomli as tomllib
 
-from pytest_kindreg.containerd import HostsToml, config_paths, hosts_dir, parse_config_version, parse_containerd_version
+from pytest_kindreg.containerd import (
+    HostsToml,
+    config_paths,
+    hosts_dir,
+    parse_config_version,
+    parse_containerd_version,
+)
 
 
 def test_plain_mirror_has_an_explicit_host_table() -> None:
@@ -67,3 +73,54 @@ root = "/var/lib/containerd"
     assert config_paths(dump) == ["/etc/containerd/certs.d"]
     with pytest.raises(ValueError, match="no top-level version"):
         parse_config_version("root = 1")
+
+
+def test_containerd_2_single_quoted_dump() -> None:
+    # go-toml v2 (containerd 2.x) quotes with ' wherever it can (kind-containerd-facts §10).
+    dump = """version = 3
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '/etc/containerd/certs.d'
+"""
+    assert parse_config_version(dump) == 3
+    assert config_paths(dump) == ["/etc/containerd/certs.d"]
+
+
+@pytest.mark.parametrize(
+    ("version", "cri_plugin"), [(2, "io.containerd.grpc.v1.cri"), (3, "io.containerd.cri.v1.images")]
+)
+def test_only_the_cri_registry_config_path_counts(version: int, cri_plugin: str) -> None:
+    dump = f"""version = {version}
+
+[plugins."{cri_plugin}".registry]
+  config_path = ''
+
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "/etc/containerd/certs.d"
+"""
+    assert config_paths(dump) == []
+
+
+def test_config_path_roots_are_split() -> None:
+    dump = """version = 2
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
+"""
+    assert config_paths(dump) == ["/etc/containerd/certs.d", "/etc/docker/certs.d"]
+
+
+def test_the_other_versions_key_does_not_count() -> None:
+    dump = """version = 3
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+"""
+    assert config_paths(dump) == []
+
+
+def test_unreadable_dump() -> None:
+    with pytest.raises(ValueError, match="not valid TOML"):
+        config_paths("version = 3\n[plugins\n")
+    with pytest.raises(ValueError, match="version 1"):
+        config_paths("version = 1\n")
