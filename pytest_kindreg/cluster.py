@@ -20,10 +20,11 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 from pytest_kindreg import runner
 from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
 from pytest_kindreg.credentials import write_private_file
-from pytest_kindreg.docker_engine import RunIdentity
+from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.docker_nodes import DockerNodes
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig
+from pytest_kindreg.node_image import NodeImageError, check_node_image, node_image_problem
 from pytest_kindreg.tempdirs import make_temp_dir
 
 log = logging.getLogger("pytest_kindreg")
@@ -184,24 +185,34 @@ class KindCluster(DockerNodes):
     def create(self, config: KindClusterConfig) -> None:
         if config.name != self.name:
             raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
+        # A node image containerd cannot run with our config_path patch fails here, in one message,
+        # instead of as a cluster that never comes up.
+        check_node_image(docker_client(), config.node_image)
         self.progress(f"creating kind cluster {self.name} (this takes a minute)...")
         started = time.monotonic()
         # Owned from the first second: an interrupted or failed create is deleted too.
         self.created = True
-        self.kind(
-            "create",
-            "cluster",
-            "--name",
-            self.name,
-            "--config",
-            "-",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--wait",
-            f"{int(self.create_timeout)}s",
-            input=config.to_yaml(),
-            timeout=self.create_timeout + 60,
-        )
+        try:
+            self.kind(
+                "create",
+                "cluster",
+                "--name",
+                self.name,
+                "--config",
+                "-",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--wait",
+                f"{int(self.create_timeout)}s",
+                input=config.to_yaml(),
+                timeout=self.create_timeout + 60,
+            )
+        except CommandError as exc:
+            # An image that was not local before has been pulled by kind now: say why, if we know.
+            problem = node_image_problem(docker_client(), config.node_image) if config.node_image else None
+            if problem:
+                raise NodeImageError(problem) from exc
+            raise
         self.kubeconfig.chmod(0o600)
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         self.wait_healthy()

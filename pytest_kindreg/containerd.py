@@ -114,3 +114,14 @@ def config_paths(dump: str) -> list[str]:
         raise ValueError(f"containerd config dump has version {version}; containerd dumps 2 (1.x) or 3 (2.x)")
     value = _table(doc, "plugins", _CRI_REGISTRY_PLUGIN[min(version, 3)], "registry").get("config_path")
     return [root for root in value.split(":") if root] if isinstance(value, str) else []
+
+
+def registry_mirrors(config: str) -> list[str]:
+    """The hosts a containerd ``config.toml`` (any version) sets CRI ``registry.mirrors`` for.
+
+    containerd refuses mirrors next to ``config_path`` (1.6/1.7: the CRI plugin does not load;
+    2.x: the CRI images plugin does not), and kind <= v0.17 node images ship them.
+    """
+    doc = _load(config)
+    tables = (_table(doc, "plugins", plugin, "registry", "mirrors") for plugin in _CRI_REGISTRY_PLUGIN.values())
+    return sorted({host for mirrors in tables for host in mirrors})

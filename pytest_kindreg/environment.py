@@ -22,6 +22,7 @@ from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ClusterError
 from pytest_kindreg.kind_config import KindClusterConfig
 from pytest_kindreg.node_credentials import NodeCredentials
+from pytest_kindreg.node_image import check_node_image
 from pytest_kindreg.reaper import register_run, unregister_run
 from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
@@ -98,6 +99,8 @@ class KindRegistryEnvironment:
 
     def _start(self) -> None:
         self._docker = docker_client()
+        # First: a node image that cannot work fails before any registry or cluster exists.
+        check_node_image(self._docker, self.node_image)
         register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)
         self._tmp = make_temp_dir(self.identity, self.identity.prefix)
         self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -17,6 +17,7 @@ from pytest_kindreg.containerd import (
     hosts_dir,
     parse_config_version,
     parse_containerd_version,
+    registry_mirrors,
 )
 
 
@@ -124,3 +125,16 @@ def test_unreadable_dump() -> None:
         config_paths("version = 3\n[plugins\n")
     with pytest.raises(ValueError, match="version 1"):
         config_paths("version = 1\n")
+
+
+@pytest.mark.parametrize(
+    ("config", "hosts"),
+    [
+        ('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\nendpoint = ["https://r"]', ["docker.io"]),
+        ("[plugins.'io.containerd.cri.v1.images'.registry.mirrors.'a:5000']\nendpoint = ['http://a']", ["a:5000"]),
+        ('[plugins.cri.registry.mirrors."x"]\nendpoint = []', ["x"]),
+        ('[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/etc/containerd/certs.d"', []),
+    ],
+)
+def test_registry_mirrors(config: str, hosts: list[str]) -> None:
+    assert registry_mirrors("version = 2\n" + config) == hosts

@@ -1,0 +1,83 @@
+"""Checks of a kind node image before a cluster is created from it. Needs Docker, not kind."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Any
+
+from docker.errors import ImageNotFound, NotFound
+
+from pytest_kindreg.containerd import registry_mirrors
+from pytest_kindreg.docker_engine import RunIdentity
+from pytest_kindreg.errors import ClusterError
+
+NODE_CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+
+
+class NodeImageError(ClusterError):
+    """The node image cannot work with pytest-kindreg; the message says why and what to use."""
+
+
+def read_image_file(docker: Any, image: str, path: str) -> str | None:
+    """The text of ``path`` in the local ``image``, None if it has no such regular file.
+
+    Read from a created container that is never started: nothing in the image runs, so any
+    image works (no shell or ``cat`` needed, any architecture) and it works offline.
+    """
+    container = docker.containers.create(
+        image,
+        command=["/kindreg-never-started"],  # images without CMD/ENTRYPOINT need one to be created
+        network_disabled=True,
+        labels=RunIdentity().labels("node-image-check"),  # reaped like any run's if we die now
+    )
+    try:
+        stream, _stat = container.get_archive(path)
+        archive = b"".join(stream)
+    except NotFound:
+        return None
+    finally:
+        container.remove(force=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.next()
+        handle = tar.extractfile(member) if member is not None and member.isfile() else None
+        return handle.read().decode(errors="replace") if handle is not None else None
+
+
+def node_image_problem(docker: Any, image: str) -> str | None:
+    """Why ``image`` cannot make a working cluster with pytest-kindreg, or None.
+
+    Only a local image is checked (kind pulls the others; :meth:`KindCluster.create` checks again
+    after a failed create, when kind has pulled it).
+    """
+    try:
+        docker.images.get(image)
+    except ImageNotFound:
+        return None
+    text = read_image_file(docker, image, NODE_CONTAINERD_CONFIG)
+    if text is None:
+        return None
+    try:
+        mirrors = registry_mirrors(text)
+    except ValueError:
+        return None  # not ours to judge: containerd reports its own config errors
+    if not mirrors:
+        return None
+    return (
+        f"node image {image} cannot be used: its {NODE_CONTAINERD_CONFIG} sets the CRI registry.mirrors "
+        f"({', '.join(mirrors)}), as node images built by kind v0.17 and older do. containerd refuses "
+        "registry.mirrors next to the config_path that pytest-kindreg sets for its hosts.toml files "
+        '("`mirrors` cannot be set when `config_path` is provided"), so the cluster\'s container runtime '
+        "would not start. Use a node image built by kind v0.18 or newer: a kindest/node image listed in "
+        "the release notes of kind v0.20 or later (https://github.com/kubernetes-sigs/kind/releases), "
+        "or the default image of a current kind."
+    )
+
+
+def check_node_image(docker: Any, image: str | None) -> None:
+    """Raise :class:`NodeImageError` if the local ``image`` cannot work (None: kind's default)."""
+    if image is None:
+        return
+    problem = node_image_problem(docker, image)
+    if problem:
+        raise NodeImageError(problem)
