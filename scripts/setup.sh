@@ -8,6 +8,26 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
+# The kind lab (scripts/kind-lab.sh) takes kind 0.27 from trixie and containerd 2.1 from sid:
+# add those suites from the Debian archive this machine already uses, pinned low, so that
+# nothing else is upgraded by accident.
+lab_sources=/etc/apt/sources.list.d/kindreg-lab.sources
+lab_sources_changed=0
+if [ "${KINDREG_SKIP_LAB:-0}" != 1 ] && [ ! -f "$lab_sources" ]; then
+    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+        | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n 1 || true)
+    if [ -n "$mirror" ]; then
+        echo "setup: adding Debian bookworm-backports, trixie and sid to apt, pinned low (for the kind lab)"
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports trixie sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "${mirror%/}" | $SUDO tee "$lab_sources" >/dev/null
+        printf 'Package: *\nPin: release n=bookworm-backports\nPin-Priority: 100\n\nPackage: *\nPin: release n=trixie\nPin-Priority: 100\n\nPackage: *\nPin: release n=sid\nPin-Priority: 50\n' \
+            | $SUDO tee /etc/apt/preferences.d/kindreg-lab >/dev/null
+        lab_sources_changed=1
+    else
+        echo "setup: note: no Debian archive in the apt sources; the kind lab cannot be built here"
+    fi
+fi
+
 missing=()
 command -v docker >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
@@ -15,10 +35,16 @@ command -v docker >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 || missi
     || missing+=(busybox-static)
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || missing+=(containerd)
 command -v file >/dev/null 2>&1 || missing+=(file)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+if [ -f "$lab_sources" ]; then
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap/bookworm-backports)
+    [[ -x /usr/bin/kind && "$(/usr/bin/kind version 2>/dev/null)" == *" v0.27.0 "* ]] || missing+=(kind/trixie)
+    command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(gcc libc6-dev)
+fi
+if [ ${#missing[@]} -gt 0 ] || [ "$lab_sources_changed" = 1 ]; then
+    echo "setup: installing ${missing[*]:-nothing new (apt lists refreshed)}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Debian's docker-registry package starts a registry service on :5000 on every interface;
@@ -27,6 +53,33 @@ if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files docker-regi
     $SUDO systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
 fi
 
+# Host adaptation: where the capability bounding set lacks CAP_SYS_RESOURCE (bit 24), runc
+# cannot start privileged containers, and kind runs every node privileged. Such a host gets a
+# default runtime that removes that capability from the OCI spec before calling runc.
+daemon_json=/etc/docker/daemon.json
+runtime_changed=0
+capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
+if [ $(( 0x$capbnd >> 24 & 1 )) = 0 ]; then
+    wrapper=/usr/local/libexec/kindreg/runc
+    if ! cmp -s scripts/lab/runc-drop-sys-resource "$wrapper" 2>/dev/null; then
+        $SUDO install -D -m 0755 scripts/lab/runc-drop-sys-resource "$wrapper"
+    fi
+    current=$( [ -s "$daemon_json" ] && cat "$daemon_json" || echo '{}')
+    wanted=$(jq -S --arg path "$wrapper" '.runtimes["kindreg-runc"] = {path: $path} | .["default-runtime"] = "kindreg-runc"' <<<"$current")
+    if [ "$(jq -S . <<<"$current")" != "$wanted" ]; then
+        echo "setup: host adaptation: no CAP_SYS_RESOURCE here; Docker's default runtime becomes $wrapper (drops it, then runs runc)"
+        $SUDO mkdir -p /etc/docker
+        echo "$wanted" | $SUDO tee "$daemon_json" >/dev/null
+        runtime_changed=1
+    fi
+fi
+# kind bind-mounts /lib/modules into every node.
+[ -d /lib/modules ] || { echo "setup: host adaptation: creating /lib/modules (kind mounts it)"; $SUDO mkdir -p /lib/modules; }
+
+if docker version >/dev/null 2>&1 && [ "$runtime_changed" = 1 ]; then
+    echo "setup: the running Docker engine must be restarted to use the new default runtime: sudo systemctl restart docker (or stop dockerd and rerun scripts/setup.sh)" >&2
+    exit 1
+fi
 if ! docker version >/dev/null 2>&1; then
     echo "setup: no Docker engine answers; starting dockerd"
     $SUDO sh -c 'nohup dockerd >/var/log/kindreg-dockerd.log 2>&1 &'
@@ -51,4 +104,9 @@ python3 -m tests.integration.containerd_harness fetch \
 # --- containerd binaries for the config tests (end) ---
 python3 -m pip install -q -e ".[test,lint]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -c "import pytest_kindreg" && echo "setup: done"
-command -v kind >/dev/null 2>&1 || echo "setup: note: kind is not on PATH; kind-level tests and examples will skip (install kind to run them)"
+# The offline kind lab: node images built here, since none can be pulled (scripts/kind-lab.sh).
+if [ "${KINDREG_SKIP_LAB:-0}" = 1 ]; then
+    echo "setup: KINDREG_SKIP_LAB=1: no kind lab; kind-level tests and examples need kind and a node image of your own"
+else
+    bash scripts/kind-lab.sh build
+fi

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. the plugin's own tests (unit, plugin, integration: a real Docker engine, registry and
+#      containerd), where a missing Docker engine is an error;
+#   2. on each kind lab variant (scripts/kind-lab.sh), the e2e tests and every example against
+#      real kind clusters, with --kindreg-strict; in this stage a skip is a failure.
+# Extra arguments go to every pytest run (e.g. -x, -k NAME).
+# Needs scripts/setup.sh first (Docker engine, images, the kind lab).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT
+
+counts() {  # counts JUNIT-XML: "tests failures errors skipped" of one pytest run
+    python3 - "$1" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+print(*(sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")))
+EOF
+}
+
+status=0
+total=(0 0 0 0)
+stage() {  # stage NAME SKIPS-ALLOWED PYTEST-COMMAND...
+    local name=$1 skips_allowed=$2 rc=0
+    shift 2
+    echo "test: $name"
+    "$@" --junitxml="$reports/$name.xml" "${extra[@]}" || rc=$?
+    if [ "$rc" = 5 ]; then
+        echo "test: $name collected no tests: that is a failure here" >&2
+        status=1
+        return
+    fi
+    [ "$rc" = 0 ] || status=1
+    [ -f "$reports/$name.xml" ] || { status=1; return; }
+    local c
+    read -ra c <<<"$(counts "$reports/$name.xml")"
+    for i in 0 1 2 3; do total[i]=$((total[i] + c[i])); done
+    if [ "$skips_allowed" = no ] && [ "${c[3]}" != 0 ]; then
+        echo "test: $name skipped ${c[3]} test(s); kind-level tests must run here" >&2
+        status=1
+    fi
+}
+
+extra=("$@")
+stage suite yes python3 -m pytest tests --ignore=tests/e2e --kindreg-require docker
+for variant in $(bash scripts/kind-lab.sh variants); do
+    stage "lab-$variant" no bash scripts/kind-lab.sh pytest --variant "$variant" tests/e2e examples --kindreg-strict -p no:cacheprovider -rs
+done
+
+passed=$((total[0] - total[1] - total[2] - total[3]))
+echo "total: $passed passed, $((total[1] + total[2])) failed, ${total[3]} skipped"
+exit "$status"

@@ -1,0 +1,183 @@
+"""Cluster lifecycle on real kind clusters, through child pytest runs: keep then reuse, one
+cluster shared by xdist workers, SIGINT during creation, and ``kindreg doctor --cluster``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_kindreg import KindCluster
+from pytest_kindreg.cluster import find_kind
+from pytest_kindreg.docker_engine import LABEL_MANAGED
+from pytest_kindreg.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+KIND_LABEL = "io.x-k8s.kind.cluster"
+
+
+def _cluster_name(what: str) -> str:
+    return f"kindreg-e2e-{what}-{uuid.uuid4().hex[:6]}"
+
+
+def _kind(pytestconfig: pytest.Config) -> str:
+    return find_kind(Settings.from_config(pytestconfig).kind_bin)
+
+
+def _clusters(kind: str) -> set[str]:
+    out = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=60, check=True)
+    return set(out.stdout.split())
+
+
+def _node_containers(docker: Any, cluster: str) -> list[str]:
+    return [
+        c.name
+        for c in docker.containers.list(all=True, filters={"label": f"{KIND_LABEL}={cluster}"}, ignore_removed=True)
+    ]
+
+
+def _managed_containers(docker: Any) -> set[str]:
+    return {c.name for c in docker.containers.list(all=True, filters={"label": LABEL_MANAGED}, ignore_removed=True)}
+
+
+@pytest.fixture
+def delete_afterwards(pytestconfig: pytest.Config) -> Any:
+    """Names of clusters a test asked to keep: deleted after it, whatever happened."""
+    names: list[str] = []
+    yield names
+    kind = _kind(pytestconfig)
+    for name in names:
+        if name in _clusters(kind):
+            subprocess.run([kind, "delete", "cluster", "--name", name], capture_output=True, timeout=300, check=False)
+
+
+KEEP_THEN_REUSE = """
+import pytest
+from kubernetes import client
+
+def test_mark(kind_cluster):
+    core = client.CoreV1Api(kind_cluster.api_client())
+    marks = core.list_namespaced_config_map("default", label_selector="kindreg-e2e=mark").items
+    if {reuse}:
+        assert [m.metadata.name for m in marks] == ["first-run"], "not the kept cluster"
+    else:
+        assert marks == []
+        core.create_namespaced_config_map("default", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="first-run", labels={{"kindreg-e2e": "mark"}})))
+
+@pytest.mark.kindreg_strategy("pull_secret")
+def test_pull(kind_private_registry, kindreg_test_image):
+    assert kind_private_registry.run_pod(kind_private_registry.push(kindreg_test_image)).status.phase == "Running"
+"""
+
+
+def test_keep_then_reuse_the_cluster(
+    pytester: pytest.Pytester, kind_options: list[str], pytestconfig: pytest.Config, delete_afterwards: list[str]
+) -> None:
+    name = _cluster_name("keep")
+    delete_afterwards.append(name)
+    kind = _kind(pytestconfig)
+
+    pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=False))
+    first = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-keep-cluster")
+    first.assert_outcomes(passed=2)
+    assert name in _clusters(kind), "--kindreg-keep-cluster removed the cluster"
+
+    pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=True))
+    started = time.monotonic()
+    second = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-reuse-cluster")
+    second.assert_outcomes(passed=2)
+    assert name in _clusters(kind), "--kindreg-reuse-cluster implies keeping the cluster"
+    second.stdout.fnmatch_lines(["*reus*"])
+    print(f"reuse run: {time.monotonic() - started:.1f} s")
+
+
+def test_xdist_workers_share_one_cluster(
+    pytester: pytest.Pytester, kind_options: list[str], pytestconfig: pytest.Config, tmp_path: Path, kindreg_docker: Any
+) -> None:
+    pytest.importorskip("xdist")
+    name = _cluster_name("xdist")
+    out = tmp_path / "seen"
+    out.mkdir()
+    pytester.makepyfile(
+        f"""
+        import os, pathlib, pytest
+
+        @pytest.mark.kindreg_strategy("pull_secret", "side_load")
+        @pytest.mark.parametrize("n", range(2))
+        def test_pull(kind_private_registry, kind_cluster, kindreg_test_image, n):
+            pod = kind_private_registry.run_pod(kind_private_registry.push(kindreg_test_image))
+            assert pod.status.phase == "Running"
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            pathlib.Path({str(out)!r}, worker + "-" + kind_private_registry.namespace).write_text(kind_cluster.name)
+        """
+    )
+    result = pytester.runpytest_subprocess(*kind_options, "-n", "2", f"--kindreg-cluster-name={name}")
+    result.assert_outcomes(passed=4)
+    workers = {p.name.split("-")[0] for p in out.iterdir()}
+    assert workers == {"gw0", "gw1"}
+    assert {p.read_text() for p in out.iterdir()} == {name}  # one cluster for both workers
+    assert name not in _clusters(_kind(pytestconfig))  # the last worker out deleted it
+    assert _node_containers(kindreg_docker, name) == []
+
+
+def test_sigint_during_cluster_creation_leaves_nothing(
+    pytester: pytest.Pytester, kind_options: list[str], pytestconfig: pytest.Config, kindreg_docker: Any
+) -> None:
+    name = _cluster_name("sigint")
+    kind = _kind(pytestconfig)
+    pytester.makepyfile("def test_cluster(kind_cluster):\n    pass\n")
+    networks_before = {n.name for n in kindreg_docker.networks.list()}
+    managed_before = _managed_containers(kindreg_docker)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *kind_options, f"--kindreg-cluster-name={name}"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # SIGINT reaches the child only, as a Ctrl-C in its terminal would
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not _node_containers(kindreg_docker, name):  # kind has started the node
+            assert child.poll() is None, f"the run ended before creating a node:\n{child.stdout.read()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no node container appeared"
+            time.sleep(0.2)
+        time.sleep(2)  # inside `kind create cluster`, while the node boots
+        os.killpg(child.pid, signal.SIGINT)
+        output, _ = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode != 0, output
+    assert name not in _clusters(kind), output
+    assert _node_containers(kindreg_docker, name) == [], output
+    assert _managed_containers(kindreg_docker) <= managed_before, output  # its registries are gone too
+    assert {n.name for n in kindreg_docker.networks.list()} <= networks_before | {"kind"}, output
+
+
+def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster) -> None:
+    node = kind_cluster.nodes()[0]
+    major, minor, _patch = kind_cluster.containerd_version(node)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_kindreg", "doctor", "--kind-bin", kind_cluster.kind_bin, "--cluster", kind_cluster.name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if node in line]
+    assert lines, result.stdout
+    assert all(line.startswith("[  ok]") for line in lines), result.stdout
+    assert f"{major}.{minor}." in "\n".join(lines), result.stdout
+    assert "/etc/containerd/certs.d" in result.stdout
