@@ -168,8 +168,9 @@ def test_sigint_during_cluster_creation_leaves_nothing(
 def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster) -> None:
     node = kind_cluster.nodes()[0]
     major, minor, _patch = kind_cluster.containerd_version(node)
+    doctor = [sys.executable, "-m", "pytest_kindreg", "doctor"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest_kindreg", "doctor", "--kind-bin", kind_cluster.kind_bin, "--cluster", kind_cluster.name],
+        [*doctor, "--kind-bin", kind_cluster.kind_bin, "--cluster", kind_cluster.name],
         capture_output=True,
         text=True,
         timeout=300,
