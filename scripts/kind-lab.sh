@@ -111,7 +111,7 @@ privileged_check() {  # kind runs every node with --privileged
         return 0
     fi
     if grep -q 'unable to apply caps' <<<"$out"; then
-        say "the Docker engine cannot start privileged containers (this host lacks CAP_SYS_RESOURCE): stop it and run scripts/setup.sh, which restarts dockerd with a runtime that drops that capability"
+        say "the Docker engine cannot start privileged containers (this host lacks CAP_SYS_RESOURCE); fix: sudo pkill dockerd && bash scripts/setup.sh (it starts dockerd with a runtime that drops it; where systemd runs Docker: bash scripts/setup.sh; sudo systemctl restart docker)"
     else
         say "the Docker engine cannot start a privileged container: $(head -n 1 <<<"$out")"
     fi
@@ -483,7 +483,12 @@ build() {
     mkdir -p "$LAB/bin" "$LAB/src" "$LAB/images" "$LAB/rootfs"
     check_prerequisites
     [ -d /lib/modules ] || { say "host adaptation: /lib/modules is missing; creating it (kind bind-mounts it)"; $SUDO mkdir -p /lib/modules; }
-    say "adaptations for this host: $(adaptations)"
+    say "node image adaptations for this host: $(adaptations)"
+    local capbnd
+    capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
+    if [ $(( 0x$capbnd >> 24 & 1 )) = 0 ]; then
+        say "host adaptation: no CAP_SYS_RESOURCE here; the Docker engine's default runtime is $(docker info -f '{{.DefaultRuntime}}' 2>/dev/null) (scripts/setup.sh sets kindreg-runc)"
+    fi
     build_kubernetes
     build_go_tools
     build_rootfs
