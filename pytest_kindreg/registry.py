@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ class PrivateRegistry:
         self.ready_timeout = ready_timeout
         self._docker = docker
         self._container: Any = None
+        self._creating = False  # inside containers.run: an interrupt may leave a container we hold no handle to
         self._port: int | None = None
         self._workdir: Path | None = None
         self._tls_files: TlsFiles | None = None
@@ -216,11 +218,23 @@ class PrivateRegistry:
             except BaseException:
                 # Interrupted inside containers.run (created, not yet returned): the container
                 # exists but we hold no handle, so find it by name before removing our files.
-                if self._container is None and self._docker is not None:
-                    self._container = self._own_container()
+                if self._container is None and self._docker is not None and self._creating:
+                    self._container = self._wait_for_own_container()
                 self.stop()
                 raise
+            finally:
+                self._creating = False
             return self
+
+    def _wait_for_own_container(self, settle: float = 3.0) -> Any:
+        """Our container, if the engine creates it at all: an interrupted ``create`` request
+        goes on in the engine after the client stopped waiting, so look for a few seconds."""
+        deadline = time.monotonic() + settle
+        while True:
+            container = self._own_container()
+            if container is not None or time.monotonic() > deadline:
+                return container
+            time.sleep(0.1)
 
     def _start(self) -> None:
         if self._docker is None:
@@ -351,6 +365,7 @@ class PrivateRegistry:
             if self.requested_port and not _port_free(port):
                 raise PortInUseError(port)
             try:
+                self._creating = True
                 # An explicit host port (not Docker's random one) survives a container restart.
                 self._container = self._docker.containers.run(
                     self.image,
