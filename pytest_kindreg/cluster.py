@@ -378,7 +378,8 @@ class KindCluster(DockerNodes):
         except CommandError as exc:
             if "digest" not in exc.stderr and "not found" not in exc.stderr:
                 raise
-        with tempfile.TemporaryDirectory(prefix="kindreg-load-") as tmp:
+        # Inside the cluster's own work dir, which carries its ownership record.
+        with tempfile.TemporaryDirectory(prefix="load-", dir=self.workdir) as tmp:
             archive = str(Path(tmp) / "image.tar")
             arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
             try:
