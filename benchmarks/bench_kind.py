@@ -1,25 +1,33 @@
 #!/usr/bin/env python
 """Benchmark: what pytest-kindreg's kind cluster and its five strategies cost, step by step.
 
-Needs ``kind`` (on PATH, or ``$KIND``) and a Docker engine; without either it prints
-``skipped: ...`` and exits 0. Each repetition, timed with ``time.perf_counter``:
+Needs ``kind`` (``--kind-bin``, else ``$KIND``, else on PATH) and a Docker engine; without either
+it prints ``skipped: ...`` and exits 0. Each repetition, timed with ``time.perf_counter``:
 
-1. a plain cluster: ``KindCluster(name).create(KindClusterConfig(name=...))``, pytest-kindreg's
-   config with no strategy contribution (``kind create cluster --wait``, then until healthy), then
-   its deletion;
-2. the same creation by pytest-kind's ``KindCluster`` (``pytest_kind``), when it is importable and
-   can be pointed at the same kind binary (it is never downloaded); the order of 1 and 2
-   alternates between repetitions;
-3. ``KindRegistryEnvironment`` with all five strategies: ``start()`` (registries, cluster with the
-   strategies' contributions, wiring, node preparation), broken down into those parts. Its
-   overhead beyond a plain cluster is the difference with step 1;
-4. per strategy: ``ws = env.workspace(name); ws.setup(); ref = ws.push(image); ws.run_pod(ref)``,
-   then ``ws.negative_control(image)``, then ``ws.teardown()``;
-5. ``env.close()`` (registries stopped, cluster deleted).
+1. cold creation of one cluster without strategies, side by side (the order alternates between
+   repetitions): the plugin's ``KindCluster(name).create(KindClusterConfig(name=...))``
+   (``kind create cluster --wait``, then until healthy), a bare ``kind create cluster --image IMG
+   --wait 600s``, timed alone and until the same health check passes, and pytest-kind's
+   ``KindCluster`` (``pytest_kind``) when it is importable and can be pointed at the same kind
+   binary (it is never downloaded); each is deleted after, timed;
+2. a cold session: ``KindRegistryEnvironment`` with all five strategies, ``keep_cluster=True``:
+   ``start()`` (registries, cluster with the strategies' contributions, wiring, node
+   preparation, broken down into those parts), then per strategy
+   ``ws = env.workspace(name); ws.setup(); ref = ws.push(image); ws.run_pod(ref);
+   ws.negative_control(image); ws.teardown()``, then ``close()``;
+3. a warm rerun on that kept cluster: a second ``KindRegistryEnvironment(reuse_cluster=True)``,
+   ``start()`` + the same five strategies + ``close()``; then the cluster's deletion, which counts
+   toward the cold session (what ``close()`` of an unkept session does);
+4. unless ``--no-pytest-session``: a real pytest session, ``pytest examples/test_all_strategies.py
+   --kindreg-strict`` in a child process (wall clock, interpreter start included), and
+   ``pytest --collect-only`` of the same file for the part that is only interpreter and plugin
+   start-up.
 
-It prints the median of every step over ``--repeat`` repetitions. Usage::
+It prints the median of every step over ``--repeat`` repetitions and the verdicts against the
+goals (issue 8): a 5-strategy session costs one cluster creation plus at most 15 s, a warm rerun
+adds at most 5 s. Usage::
 
-    python benchmarks/bench_kind.py --repeat 3 --node-image kindest/node:<version>
+    python benchmarks/bench_kind.py --repeat 3 --kind-bin "$(command -v kind)" --node-image kindest/node:<version>
 
 It is a report, not a test: exit 0 when every step ran (or when skipped), 1 if a step failed or
 the benchmark could not run, 130 on Ctrl-C or SIGTERM. Every cluster it created is deleted on the
@@ -31,15 +39,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import importlib
 import importlib.metadata
 import inspect
 import logging
 import os
+import platform
+import re
 import secrets
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +65,7 @@ from typing import Any
 from pytest_kindreg import runner
 from pytest_kindreg.cluster import KindCluster, find_kind
 from pytest_kindreg.docker_engine import docker_available, docker_client
-from pytest_kindreg.environment import KindRegistryEnvironment
+from pytest_kindreg.environment import KindRegistryEnvironment, default_state_dir
 from pytest_kindreg.errors import KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig
 from pytest_kindreg.registry import PrivateRegistry
@@ -65,37 +77,106 @@ BUILD_HINT = "build it with pytest_kindreg/data/build-images.sh (this benchmark 
 # Temp dirs of this script must not look like a pytest-kindreg run's (``kindreg-<run>-...``),
 # or another run's reaper could take them for a dead run's leftovers.
 TMP_PREFIX = "bench-kind-"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "test_all_strategies.py"
+KIND_WAIT = "600s"
 
-PLAIN_CREATE = "plain cluster: KindCluster.create (no contributions)"
-PLAIN_DELETE = "plain cluster: KindCluster.delete"
-PEER_CREATE = "pytest-kind: KindCluster.create()"
-PEER_READY = "pytest-kind: create() + until healthy (same check)"
-PEER_DELETE = "pytest-kind: KindCluster.delete()"
-ENV_START = "env: KindRegistryEnvironment.start() (5 strategies)"
-ENV_CREATE = "  of which kind cluster with contributions"
-ENV_WIRE = "  of which wiring (networks, hosts.toml, KEP-1755)"
-ENV_OTHER = "  of which the rest"
-ENV_CLOSE = "env: close() (teardown)"
+# Goals of issue 8 (item 4).
+SESSION_GOAL = 15.0  # a 5-strategy session: one cluster creation + at most this
+WARM_GOAL = 5.0  # a warm rerun adds at most this
+
+# A row of the table: (section, label). Labels that start with "  of which" are the top-level
+# parts of the row above them; "    of which" are parts of a part.
+Row = tuple[str, str]
+
+COLD = "cold creation: one cluster, no strategy, same node image"
+SESSION = "cold session: KindRegistryEnvironment, 5 strategies (kept for the warm rerun, deleted after it)"
+WARM = "warm rerun: KindRegistryEnvironment(reuse_cluster=True) on the kept cluster"
+PYTEST = "pytest session: examples/test_all_strategies.py in a child process, wall clock"
+
+PLAIN_CREATE: Row = (COLD, "plugin: KindCluster.create() (no contributions)")
+PLAIN_KIND: Row = (COLD, f"  of which `kind create cluster --config - --wait {KIND_WAIT}`")
+PLAIN_HEALTHY: Row = (COLD, "  of which until healthy (/readyz, nodes Ready, default SA)")
+PLAIN_REST: Row = (COLD, "  of which the rest (node image check, fingerprint, node list)")
+PLAIN_DELETE: Row = (COLD, "plugin: KindCluster.delete()")
+BARE_CREATE: Row = (COLD, f"bare kind: `kind create cluster --image IMG --wait {KIND_WAIT}`")
+BARE_READY: Row = (COLD, "bare kind: the same + until healthy (the plugin's check)")
+BARE_DELETE: Row = (COLD, "bare kind: `kind delete cluster`")
+PEER_CREATE: Row = (COLD, "pytest-kind: KindCluster.create()")
+PEER_READY: Row = (COLD, "pytest-kind: create() + until healthy (same check)")
+PEER_DELETE: Row = (COLD, "pytest-kind: KindCluster.delete()")
+
+PYTEST_COLLECT: Row = (PYTEST, "pytest --collect-only (interpreter, plugin start-up; no cluster)")
+PYTEST_RUN: Row = (PYTEST, "pytest examples/test_all_strategies.py --kindreg-strict (5 passed)")
+
+PHASES = ("setup", "push", "run_pod", "negative_control", "teardown")
 
 
-def _registry_row(name: str) -> str:
-    return f"  of which registry start: {name}"
+def start_row(section: str) -> Row:
+    return (section, "start()")
 
 
-def _prepare_row(name: str) -> str:
-    return f"  of which prepare_nodes: {name}"
+def registry_row(section: str, name: str) -> Row:
+    return (section, f"  of which registry start: {name}")
 
 
-def _pull_row(name: str) -> str:
-    return f"{name}: setup + push + run_pod"
+def cluster_row(section: str) -> Row:
+    if section == WARM:
+        return (section, "  of which KindCluster.reuse (kubeconfig, health, fingerprint)")
+    return (section, "  of which KindCluster.create (with contributions)")
 
 
-def _negative_row(name: str) -> str:
-    return f"{name}: negative_control"
+def kind_create_row(section: str) -> Row:
+    return (section, f"    of which `kind create cluster --config - --wait {KIND_WAIT}`")
 
 
-def _ws_teardown_row(name: str) -> str:
-    return f"{name}: ws.teardown()"
+def healthy_row(section: str) -> Row:
+    return (section, "    of which until healthy")
+
+
+def wire_row(section: str) -> Row:
+    return (section, "  of which wiring (networks, hosts.toml, KEP-1755)")
+
+
+def prepare_row(section: str, name: str) -> Row:
+    return (section, f"  of which prepare_nodes: {name}")
+
+
+def restart_row(section: str) -> Row:
+    return (section, "    of which kubelet restarts (all prepare_nodes)")
+
+
+def start_rest_row(section: str) -> Row:
+    return (section, "  of which the rest")
+
+
+def phase_row(section: str, phase: str) -> Row:
+    return (section, f"5 strategies: {phase}(), summed")
+
+
+def strategy_row(section: str, name: str) -> Row:
+    return (section, f"strategy {name}: setup..teardown")
+
+
+def strategies_row(section: str) -> Row:
+    return (section, "5 strategies: total")
+
+
+def close_row(section: str) -> Row:
+    return (section, "close() (cluster kept)")
+
+
+def stops_row(section: str) -> Row:
+    return (section, "  of which registry stops (5)")
+
+
+DELETE: Row = (SESSION, "cluster deletion (`kind delete cluster`, after the warm rerun)")
+
+
+def total_row(section: str) -> Row:
+    if section == WARM:
+        return (section, "total: start + strategies + close")
+    return (section, "total: start + strategies + close + deletion")
 
 
 class BenchError(Exception):
@@ -104,22 +185,23 @@ class BenchError(Exception):
 
 @dataclass
 class Samples:
-    """Seconds per step, in the order steps were first seen, and what failed."""
+    """Seconds per row, in the order rows were first seen, and what failed."""
 
-    values: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[Row, list[float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    counts: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, step: str, seconds: float) -> None:
-        self.values.setdefault(step, []).append(seconds)
+    def add(self, row: Row, seconds: float) -> None:
+        self.values.setdefault(row, []).append(seconds)
 
     @contextlib.contextmanager
-    def timed(self, step: str) -> Iterator[None]:
+    def timed(self, row: Row) -> Iterator[None]:
         started = time.perf_counter()
-        yield
-        self.add(step, time.perf_counter() - started)
+        yield  # not in a finally: a step that raised records nothing
+        self.add(row, time.perf_counter() - started)
 
-    def median(self, step: str) -> float | None:
-        found = self.values.get(step)
+    def median(self, row: Row) -> float | None:
+        found = self.values.get(row)
         return statistics.median(found) if found else None
 
     def fail(self, repetition: int, what: str, exc: BaseException) -> None:
@@ -137,15 +219,15 @@ class Peer:
     reason: str = ""
 
 
-def missing_requirements() -> list[str]:
+def missing_requirements(kind_bin: str | None) -> list[str]:
     """The ``skipped: ...`` lines: empty when kind and a Docker engine are both there."""
     reasons: list[str] = []
     try:
-        find_kind()
+        find_kind(kind_bin)
     except KindUnavailableError:
-        where = os.environ.get("KIND")
+        where = kind_bin or os.environ.get("KIND")
         if where:
-            reasons.append(f"skipped: kind not found at KIND={where!r} (install kind to run this benchmark)")
+            reasons.append(f"skipped: kind not found at {where!r} (install kind to run this benchmark)")
         else:
             reasons.append("skipped: kind not found on PATH (install kind to run this benchmark)")
     if not shutil.which("docker"):
@@ -182,63 +264,110 @@ def find_peer(node_image: str | None) -> Peer:
     return Peer(cls=cls, version=version)
 
 
-@contextlib.contextmanager
-def _start_breakdown(env: KindRegistryEnvironment, parts: dict[str, float]) -> Iterator[None]:
-    """Time the parts of ``env.start()`` into ``parts``: per-strategy registry start and node
-    preparation, cluster creation with the contributions, wiring. Patches are undone on the way out."""
-    original_start = PrivateRegistry.start
-    original_create = KindCluster.create
+class Instruments:
+    """Wraps methods to add the time spent in them to ``parts`` (and count calls); every wrapper
+    is undone by :meth:`undo`. Only used while one cluster operation runs, never concurrently."""
 
-    @contextlib.contextmanager
-    def timed(row: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            parts[row] = parts.get(row, 0.0) + time.perf_counter() - started
+    def __init__(self) -> None:
+        self.parts: dict[Row, float] = {}
+        self.calls: dict[Row, int] = {}
+        self._undo: list[Callable[[], None]] = []
 
-    def registry_start(self: PrivateRegistry) -> PrivateRegistry:
-        with timed(_registry_row(self.role.removeprefix("reg-"))):
-            return original_start(self)
-
-    def cluster_create(self: KindCluster, config: KindClusterConfig) -> None:
-        with timed(ENV_CREATE):
-            original_create(self, config)
-
-    def timed_method(obj: object, attr: str, row: str) -> None:
-        method: Callable[..., Any] = getattr(obj, attr)
+    def wrap(self, owner: Any, attr: str, row_for: Callable[[tuple[Any, ...]], Row | None]) -> None:
+        """Time ``owner.attr`` (a class: every instance; an object: that one) into the row
+        ``row_for(args)`` returns; a call for which it returns None is not timed."""
+        original: Callable[..., Any] = getattr(owner, attr)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with timed(row):
-                return method(*args, **kwargs)
+            row = row_for(args)
+            if row is None:
+                return original(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.parts[row] = self.parts.get(row, 0.0) + time.perf_counter() - started
+                self.calls[row] = self.calls.get(row, 0) + 1
 
-        setattr(obj, attr, wrapper)
+        setattr(owner, attr, wrapper)
+        if isinstance(owner, type):
+            self._undo.append(lambda: setattr(owner, attr, original))
+        else:
+            self._undo.append(lambda: delattr(owner, attr))
 
-    timed_method(env, "_wire", ENV_WIRE)
-    for name, strategy in env.strategies.items():
-        timed_method(strategy, "prepare_nodes", _prepare_row(name))
-    setattr(PrivateRegistry, "start", registry_start)  # noqa: B010
-    setattr(KindCluster, "create", cluster_create)  # noqa: B010
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+def _constant(row: Row) -> Callable[[tuple[Any, ...]], Row]:
+    return lambda _args: row
+
+
+def _is_kind_create(args: tuple[Any, ...]) -> bool:
+    """``KindCluster.kind(self, "create", "cluster", ...)``."""
+    return len(args) > 2 and args[1] == "create" and args[2] == "cluster"
+
+
+@contextlib.contextmanager
+def plain_breakdown() -> Iterator[Instruments]:
+    """Time the parts of a plain ``KindCluster.create``: the kind CLI, the health wait."""
+    instruments = Instruments()
+    instruments.wrap(KindCluster, "kind", lambda args: PLAIN_KIND if _is_kind_create(args) else None)
+    instruments.wrap(KindCluster, "wait_healthy", lambda _args: PLAIN_HEALTHY)
     try:
-        yield
+        yield instruments
     finally:
-        setattr(PrivateRegistry, "start", original_start)  # noqa: B010
-        setattr(KindCluster, "create", original_create)  # noqa: B010
+        instruments.undo()
+
+
+@contextlib.contextmanager
+def start_breakdown(env: KindRegistryEnvironment, section: str) -> Iterator[Instruments]:
+    """Time the parts of ``env.start()``: per-strategy registry start and node preparation
+    (kubelet restarts within), cluster creation or reuse with their own parts, wiring."""
+    instruments = Instruments()
+    instruments.wrap(
+        PrivateRegistry, "start", lambda args: registry_row(section, str(args[0].role).removeprefix("reg-"))
+    )
+    instruments.wrap(KindCluster, "create", lambda _args: cluster_row(section))
+    instruments.wrap(KindCluster, "reuse", lambda _args: cluster_row(section))
+    instruments.wrap(KindCluster, "kind", lambda args: kind_create_row(section) if _is_kind_create(args) else None)
+    instruments.wrap(KindCluster, "wait_healthy", lambda _args: healthy_row(section))
+    instruments.wrap(KindCluster, "restart_kubelet", lambda _args: restart_row(section))
+    instruments.wrap(env, "_wire", lambda _args: wire_row(section))
+    for name, strategy in env.strategies.items():
+        instruments.wrap(strategy, "prepare_nodes", _constant(prepare_row(section, name)))
+    try:
+        yield instruments
+    finally:
+        instruments.undo()
+
+
+@contextlib.contextmanager
+def close_breakdown(section: str) -> Iterator[Instruments]:
+    instruments = Instruments()
+    instruments.wrap(PrivateRegistry, "stop", lambda _args: stops_row(section))
+    try:
+        yield instruments
+    finally:
+        instruments.undo()
 
 
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.kind = find_kind()
+        self.kind = find_kind(args.kind_bin)
         self.docker = docker_client()
         self.bench_id = secrets.token_hex(3)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{self.bench_id}-"))
         self.samples = Samples()
         self.peer = find_peer(args.node_image)
         self.clusters: set[str] = set()  # every cluster name this run may have created
+        self.state_dirs: set[Path] = set()  # kept clusters' mounted files (under ~/.cache/pytest-kindreg)
         self.env: KindRegistryEnvironment | None = None
         self.local_image_ids: set[str] = set()
         self.node_image_note = ""
+        self.load_at_start = os.getloadavg()
 
     # -- before anything is timed ------------------------------------------------------------
     def preflight(self) -> None:
@@ -253,11 +382,16 @@ class Bench:
             except ImageNotFound as exc:
                 raise BenchError(f"image {image!r} is not local: {hint}") from exc
         self.local_image_ids = {image.id for image in self.docker.images.list()}
+        if self.args.pytest_session and not EXAMPLE.is_file():
+            raise BenchError(f"{EXAMPLE} is missing: run from a checkout, or pass --no-pytest-session")
 
     def describe(self) -> str:
         kind_version = runner.run([self.kind, "version"], check=False).stdout.strip() or "?"
         engine = self.docker.version().get("Version", "?")
+        load = ", ".join(f"{v:.2f}" for v in self.load_at_start)
+        now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         return (
+            f"{now}, {os.cpu_count()} CPUs, load average at start {load}, Python {platform.python_version()}\n"
             f"pytest-kindreg {importlib.metadata.version('pytest-kindreg')}, {kind_version} ({self.kind}), "
             f"Docker engine {engine}, node image {self.args.node_image or 'kind default'}, "
             f"registry image {self.args.registry_image}, pushed image {self.args.image}, "
@@ -280,7 +414,7 @@ class Bench:
             else:
                 self.node_image_note = f"node image {image} was local before the run"
 
-    # -- steps -------------------------------------------------------------------------------
+    # -- cold creation -----------------------------------------------------------------------
     def plain(self, repetition: int) -> None:
         name = f"bench-kind-{self.bench_id}-plain-{repetition}"
         workdir = self.tmp / name
@@ -288,8 +422,14 @@ class Bench:
         cluster = KindCluster(name, kind_bin=self.kind, workdir=workdir)
         created = False
         try:
-            with self.samples.timed(PLAIN_CREATE):
+            with plain_breakdown() as instruments:
+                started = time.perf_counter()
                 cluster.create(KindClusterConfig(name=name, node_image=self.args.node_image))
+                total = time.perf_counter() - started
+            self.samples.add(PLAIN_CREATE, total)
+            for row, seconds in instruments.parts.items():
+                self.samples.add(row, seconds)
+            self.samples.add(PLAIN_REST, total - sum(instruments.parts.values()))
             created = True
             self._check_node_image(name)
         except Exception as exc:
@@ -302,6 +442,44 @@ class Bench:
                     self.samples.add(PLAIN_DELETE, time.perf_counter() - started)
             except Exception as exc:
                 self.samples.fail(repetition, "plain cluster deletion", exc)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def bare(self, repetition: int) -> None:
+        """``kind create cluster`` as a user would type it: no config, the same node image."""
+        name = f"bench-kind-{self.bench_id}-bare-{repetition}"
+        workdir = self.tmp / name
+        workdir.mkdir(mode=0o700)
+        kubeconfig = workdir / "kubeconfig"
+        self.clusters.add(name)
+        argv = [self.kind, "create", "cluster", "--name", name, "--kubeconfig", str(kubeconfig), "--wait", KIND_WAIT]
+        if self.args.node_image:
+            argv[3:3] = ["--image", self.args.node_image]
+        ready = False
+        try:
+            started = time.perf_counter()
+            runner.run(argv, timeout=660)
+            self.samples.add(BARE_CREATE, time.perf_counter() - started)
+            # The plugin's health check, on the bare cluster's kubeconfig (same file name in workdir).
+            probe = KindCluster(name, kind_bin=self.kind, workdir=workdir)  # created=False: never deletes
+            try:
+                probe.wait_healthy()
+            finally:
+                probe.delete()
+            self.samples.add(BARE_READY, time.perf_counter() - started)
+            ready = True
+            self._check_node_image(name)
+        except Exception as exc:
+            self.samples.fail(repetition, "bare kind cluster creation", exc)
+        finally:
+            try:
+                started = time.perf_counter()
+                runner.run(
+                    [self.kind, "delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)], timeout=300
+                )
+                if ready:
+                    self.samples.add(BARE_DELETE, time.perf_counter() - started)
+            except Exception as exc:
+                self.samples.fail(repetition, "bare kind cluster deletion", exc)
             shutil.rmtree(workdir, ignore_errors=True)
 
     def peer_create(self, repetition: int) -> None:
@@ -348,76 +526,206 @@ class Bench:
             finally:
                 os.chdir(previous_cwd)
 
-    def environment(self, repetition: int) -> None:
+    # -- sessions ----------------------------------------------------------------------------
+    def sessions(self, repetition: int) -> None:
+        """The cold session (kept cluster), the warm rerun on it, then the cluster's deletion."""
+        name = f"bench-kind-{self.bench_id}-env-{repetition}"
+        self.clusters.add(name)
+        self.state_dirs.add(default_state_dir() / name)
+        cold: float | None = None
+        try:
+            print("  cold session (5 strategies, cluster kept)", flush=True)
+            cold = self.session(repetition, SESSION, name, reuse=False)
+            if cold is not None:
+                print("  warm rerun (reuse_cluster=True)", flush=True)
+                warm = self.session(repetition, WARM, name, reuse=True)
+                if warm is not None:
+                    self.samples.add(total_row(WARM), warm)
+        finally:
+            deleted = self.delete_kept(repetition, name)
+        if cold is not None and deleted is not None:
+            self.samples.add(total_row(SESSION), cold + deleted)
+
+    def session(self, repetition: int, section: str, name: str, *, reuse: bool) -> float | None:
+        """start() + the five strategies + close() of one environment (cluster kept); their total
+        in seconds, or None if any of it failed."""
         env = KindRegistryEnvironment(
             STRATEGY_NAMES,
+            cluster_name=name,
             node_image=self.args.node_image,
             kind_bin=self.kind,
             registry_image=self.args.registry_image,
+            keep_cluster=True,
+            reuse_cluster=reuse,
         )
         self.env = env
-        self.clusters.add(env.cluster_name)
-        parts: dict[str, float] = {}
         try:
-            started = time.perf_counter()
-            with _start_breakdown(env, parts):
+            with start_breakdown(env, section) as instruments:
+                started = time.perf_counter()
                 env.start()
-            total = time.perf_counter() - started
-            # Only a start that succeeded counts, with all its parts.
-            self.samples.add(ENV_START, total)
-            for row, seconds in parts.items():
-                self.samples.add(row, seconds)
-            self.samples.add(ENV_OTHER, total - sum(parts.values()))
+                start = time.perf_counter() - started
         except Exception as exc:
-            self.samples.fail(repetition, "KindRegistryEnvironment.start()", exc)
-            self._close_env(repetition)
-            return
+            self.samples.fail(repetition, f"{section.split(':')[0]}: start()", exc)
+            self._close_env(repetition, section)
+            return None
+        # Only a start that succeeded counts, with all its parts.
+        self.samples.add(start_row(section), start)
+        for row, seconds in instruments.parts.items():
+            self.samples.add(row, seconds)
+        top_level = sum(seconds for (_, label), seconds in instruments.parts.items() if label.startswith("  of "))
+        self.samples.add(start_rest_row(section), start - top_level)
+        restarts = sum(n for row, n in instruments.calls.items() if row == restart_row(section))
+        self.samples.counts.setdefault(section, []).append(restarts)
         try:
-            for name in env.strategy_names:
-                self.strategy(repetition, env, name)
+            strategies = self.strategies(repetition, env, section)
         finally:
-            self._close_env(repetition)
+            close = self._close_env(repetition, section)
+        if strategies is None or close is None:
+            return None
+        return start + strategies + close
 
-    def strategy(self, repetition: int, env: KindRegistryEnvironment, name: str) -> None:
-        print(f"    strategy {name}", flush=True)
-        ws = env.workspace(name, test_name=f"bench-{name}")
-        try:
-            with self.samples.timed(_pull_row(name)):
-                ws.setup()
-                ref = ws.push(self.args.image)
-                ws.run_pod(ref)
-            with self.samples.timed(_negative_row(name)):
-                ws.negative_control(self.args.image)
-        except Exception as exc:
-            self.samples.fail(repetition, f"strategy {name}", exc)
-        finally:
+    def strategies(self, repetition: int, env: KindRegistryEnvironment, section: str) -> float | None:
+        """Each strategy's push/pull cycle and negative control; their total, None if one failed."""
+        sums = dict.fromkeys(PHASES, 0.0)
+        complete = True
+        for name in env.strategy_names:
+            print(f"    strategy {name}", flush=True)
+            ws = env.workspace(name, test_name=f"bench-{name}")
+            phases: dict[str, float] = {}
+
+            @contextlib.contextmanager
+            def timed(phase: str, phases: dict[str, float] = phases) -> Iterator[None]:
+                started = time.perf_counter()
+                yield
+                phases[phase] = time.perf_counter() - started
+
             try:
-                with self.samples.timed(_ws_teardown_row(name)):
-                    ws.teardown()
+                with timed("setup"):
+                    ws.setup()
+                with timed("push"):
+                    ref = ws.push(self.args.image)
+                with timed("run_pod"):
+                    ws.run_pod(ref)
+                with timed("negative_control"):
+                    ws.negative_control(self.args.image)
             except Exception as exc:
-                self.samples.fail(repetition, f"strategy {name} teardown", exc)
+                self.samples.fail(repetition, f"strategy {name}", exc)
+            finally:
+                try:
+                    with timed("teardown"):
+                        ws.teardown()
+                except Exception as exc:
+                    self.samples.fail(repetition, f"strategy {name} teardown", exc)
+            if set(phases) != set(PHASES):
+                complete = False
+                continue
+            self.samples.add(strategy_row(section, name), sum(phases.values()))
+            for phase, seconds in phases.items():
+                sums[phase] += seconds
+        if not complete:
+            return None
+        for phase, seconds in sums.items():
+            self.samples.add(phase_row(section, phase), seconds)
+        total = sum(sums.values())
+        self.samples.add(strategies_row(section), total)
+        return total
 
-    def _close_env(self, repetition: int) -> None:
+    def _close_env(self, repetition: int, section: str) -> float | None:
         env, self.env = self.env, None
         if env is None:
-            return
+            return None
         try:
-            with self.samples.timed(ENV_CLOSE):
+            with close_breakdown(section) as instruments:
+                started = time.perf_counter()
                 env.close()
+                seconds = time.perf_counter() - started
         except Exception as exc:
-            self.samples.fail(repetition, "KindRegistryEnvironment.close()", exc)
+            self.samples.fail(repetition, f"{section.split(':')[0]}: close()", exc)
+            return None
+        self.samples.add(close_row(section), seconds)
+        for row, part in instruments.parts.items():
+            self.samples.add(row, part)
+        return seconds
+
+    def delete_kept(self, repetition: int, name: str) -> float | None:
+        """Delete the kept cluster as ``close()`` of an unkept session does (``KindCluster.delete``)."""
+        state_dir = default_state_dir() / name
+        try:
+            if name not in runner.run([self.kind, "get", "clusters"], check=False).stdout.split():
+                return None
+            cluster = KindCluster(name, kind_bin=self.kind, workdir=state_dir)
+            cluster.created = True
+            started = time.perf_counter()
+            cluster.delete()
+            seconds = time.perf_counter() - started
+            self.samples.add(DELETE, seconds)
+            return seconds
+        except Exception as exc:
+            self.samples.fail(repetition, "kept cluster deletion", exc)
+            return None
+        finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+    # -- a real pytest session ---------------------------------------------------------------
+    def pytest_session(self, repetition: int) -> None:
+        name = f"bench-kind-{self.bench_id}-pytest-{repetition}"
+        self.clusters.add(name)
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--kindreg-strict",
+            f"--kindreg-kind-bin={self.kind}",
+            f"--kindreg-cluster-name={name}",
+            f"--kindreg-registry-image={self.args.registry_image}",
+            f"--kindreg-test-image={self.args.image}",
+        ]
+        if self.args.node_image:
+            argv.append(f"--kindreg-node-image={self.args.node_image}")
+        argv.append(str(EXAMPLE.relative_to(REPO)))
+        for row, extra, expect in (
+            (PYTEST_COLLECT, ["--collect-only"], "5 tests collected"),
+            (PYTEST_RUN, [], "5 passed"),
+        ):
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    [*argv[:4], *extra, *argv[4:]], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
+                )
+            except subprocess.TimeoutExpired as exc:
+                self.samples.fail(repetition, f"pytest {' '.join(extra)}", exc)
+                return
+            seconds = time.perf_counter() - started
+            summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+            if done.returncode != 0 or not re.search(rf"\b{expect}\b", summary):
+                tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+                self.samples.failures.append(
+                    f"repetition {repetition}: pytest {' '.join(extra)} exited {done.returncode}: {summary}"
+                )
+                print(f"    FAILED pytest {' '.join(extra)} (exit {done.returncode}):\n{tail}", flush=True)
+                return
+            self.samples.add(row, seconds)
 
     def run(self) -> None:
         for repetition in range(1, self.args.repeat + 1):
             print(f"repetition {repetition}/{self.args.repeat}", flush=True)
-            steps: list[tuple[str, Callable[[int], None]]] = [("plain cluster", self.plain)]
+            steps: list[tuple[str, Callable[[int], None]]] = [
+                ("plugin: plain cluster", self.plain),
+                ("bare kind create cluster", self.bare),
+            ]
             if self.peer.cls is not None:
                 steps.append(("pytest-kind cluster", self.peer_create))
-                if repetition % 2 == 0:  # A B, B A, ...: drift falls on both
-                    steps.reverse()
-            steps.append(("KindRegistryEnvironment, 5 strategies", self.environment))
+            if repetition % 2 == 0:  # A B, B A, ...: drift falls on both
+                steps.reverse()
+            steps.append(("sessions", self.sessions))
+            if self.args.pytest_session:
+                steps.append(("pytest session (examples/test_all_strategies.py)", self.pytest_session))
             for label, step in steps:
-                print(f"  {label}", flush=True)
+                if label != "sessions":
+                    print(f"  {label}", flush=True)
                 step(repetition)
 
     # -- clean-up ----------------------------------------------------------------------------
@@ -438,6 +746,8 @@ class Bench:
                     print(f"deleted leftover cluster {name}", file=sys.stderr)
                 else:
                     problems.append(f"cluster {name}: `kind delete cluster` exited {done.returncode}")
+        for state_dir in self.state_dirs:
+            shutil.rmtree(state_dir, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         with contextlib.suppress(Exception):
             self.docker.close()
@@ -445,57 +755,105 @@ class Bench:
 
 
 # -- report -------------------------------------------------------------------------------------
-def _rows() -> list[str]:
-    rows = [PLAIN_CREATE, PLAIN_DELETE, PEER_CREATE, PEER_READY, PEER_DELETE, ENV_START, ENV_CREATE, ENV_WIRE]
-    rows += [_registry_row(name) for name in STRATEGY_NAMES]
-    rows += [_prepare_row(name) for name in STRATEGY_NAMES]
-    rows.append(ENV_OTHER)
-    for name in STRATEGY_NAMES:
-        rows += [_pull_row(name), _negative_row(name), _ws_teardown_row(name)]
-    rows.append(ENV_CLOSE)
+def _session_rows(section: str) -> list[Row]:
+    rows = [start_row(section)]
+    rows += [registry_row(section, name) for name in STRATEGY_NAMES]
+    rows += [cluster_row(section), kind_create_row(section), healthy_row(section), wire_row(section)]
+    rows += [prepare_row(section, name) for name in STRATEGY_NAMES]
+    rows += [restart_row(section), start_rest_row(section)]
+    rows += [phase_row(section, phase) for phase in PHASES]
+    rows += [strategy_row(section, name) for name in STRATEGY_NAMES]
+    rows += [strategies_row(section), close_row(section), stops_row(section)]
+    if section == SESSION:
+        rows.append(DELETE)
+    rows.append(total_row(section))
+    return rows
+
+
+def _rows(peer: Peer) -> list[Row]:
+    rows = [PLAIN_CREATE, PLAIN_KIND, PLAIN_HEALTHY, PLAIN_REST, PLAIN_DELETE, BARE_CREATE, BARE_READY, BARE_DELETE]
+    if peer.cls is not None:
+        rows += [PEER_CREATE, PEER_READY, PEER_DELETE]
+    rows += _session_rows(SESSION) + _session_rows(WARM) + [PYTEST_COLLECT, PYTEST_RUN]
     return rows
 
 
 def print_table(samples: Samples, peer: Peer) -> None:
-    rows = [row for row in _rows() if peer.cls is not None or not row.startswith("pytest-kind:")]
-    width = max(len(row) for row in rows)
+    rows = [row for row in _rows(peer) if row in samples.values or not row[1].startswith(" ")]
+    width = max(len(label) for _, label in rows)
+    section = ""
     print(f"{'step':<{width}}  {'median [s]':>10}  {'n':>2}  values [s]")
     for row in rows:
+        if row[0] != section:
+            section = row[0]
+            print(f"-- {section}")
+        label = row[1]
         values = samples.values.get(row)
         if not values:
-            print(f"{row:<{width}}  {'-':>10}  {0:>2}  (no successful run)")
+            print(f"{label:<{width}}  {'-':>10}  {0:>2}  (no successful run)")
             continue
         cells = " ".join(f"{v:.2f}" for v in values)
-        print(f"{row:<{width}}  {statistics.median(values):>10.2f}  {len(values):>2}  {cells}")
+        print(f"{label:<{width}}  {statistics.median(values):>10.2f}  {len(values):>2}  {cells}")
 
 
-def print_differences(samples: Samples, peer: Peer) -> None:
-    plain, start = samples.median(PLAIN_CREATE), samples.median(ENV_START)
-    create = samples.median(ENV_CREATE)
-    print("differences (medians):")
-    if plain is not None and start is not None:
-        print(f"  env start - plain creation = {start - plain:+.2f} s: the five strategies' overhead")
-    if plain is not None and create is not None:
+def _verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
+def print_summary(samples: Samples, peer: Peer) -> None:
+    m = samples.median
+    plain, bare, bare_ready = m(PLAIN_CREATE), m(BARE_CREATE), m(BARE_READY)
+    print("comparisons (medians):")
+    if plain is not None and bare is not None and bare_ready is not None:
         print(
-            f"  kind cluster with contributions - plain creation = {create - plain:+.2f} s (mounts, containerd patches)"
+            f"  cold creation: plugin {plain:.2f} s vs bare `kind create cluster` {bare:.2f} s alone, "
+            f"{bare_ready:.2f} s until healthy: plugin - bare = {plain - bare:+.2f} s alone, "
+            f"{plain - bare_ready:+.2f} s like for like (ratio {plain / bare_ready:.2f})"
         )
-    for name in STRATEGY_NAMES:
-        own = [samples.median(row(name)) for row in (_registry_row, _prepare_row)]
-        if all(v is not None for v in own):
-            registry, prepare = own
-            assert registry is not None and prepare is not None
-            print(
-                f"  {name}: registry start {registry:.2f} s + prepare_nodes {prepare:.2f} s = "
-                f"{registry + prepare:.2f} s of env start"
-            )
-    peer_create, peer_ready = samples.median(PEER_CREATE), samples.median(PEER_READY)
+    peer_create, peer_ready = m(PEER_CREATE), m(PEER_READY)
     if peer.cls is None:
         print(f"  pytest-kind comparison skipped: {peer.reason}")
     elif plain is not None and peer_ready is not None and peer_create is not None:
         print(
-            f"  plain creation (ours, waits until healthy) {plain:.2f} s vs pytest-kind create() {peer_create:.2f} s "
-            f"(returns without waiting), {peer_ready:.2f} s until healthy: ours / pytest-kind = "
-            f"{plain / peer_ready:.2f} (same kind binary, same node image, same health check)"
+            f"  plugin {plain:.2f} s vs pytest-kind create() {peer_create:.2f} s (returns without waiting), "
+            f"{peer_ready:.2f} s until healthy: plugin / pytest-kind = {plain / peer_ready:.2f}"
+        )
+    cold, creation = m(total_row(SESSION)), m(cluster_row(SESSION))
+    if cold is not None and plain is not None:
+        overhead = cold - plain
+        print(
+            f"  cold session {cold:.2f} s = one plain creation {plain:.2f} s {overhead:+.2f} s; "
+            f"goal <= +{SESSION_GOAL:.0f} s: {_verdict(overhead <= SESSION_GOAL)}"
+        )
+        if bare_ready is not None:
+            print(f"    against a bare creation until healthy ({bare_ready:.2f} s): {cold - bare_ready:+.2f} s")
+        if creation is not None:
+            print(
+                f"    of which the session's own KindCluster.create {creation:.2f} s "
+                f"({creation - plain:+.2f} s vs plain: contributions, noise)"
+            )
+    warm, warm_strategies = m(total_row(WARM)), m(strategies_row(WARM))
+    warm_start, warm_close = m(start_row(WARM)), m(close_row(WARM))
+    if warm is not None and warm_strategies is not None and warm_start is not None and warm_close is not None:
+        fixed = warm_start + warm_close
+        print(
+            f"  warm rerun {warm:.2f} s = start() {warm_start:.2f} s + strategies {warm_strategies:.2f} s + "
+            f"close() {warm_close:.2f} s"
+        )
+        print(
+            f"    what reuse adds to the tests (start + close) {fixed:.2f} s; goal <= {WARM_GOAL:.0f} s: "
+            f"{_verdict(fixed <= WARM_GOAL)}"
+        )
+        print(f"    the whole warm rerun {warm:.2f} s; <= {WARM_GOAL:.0f} s: {_verdict(warm <= WARM_GOAL)}")
+    for section in (SESSION, WARM):
+        counts = samples.counts.get(section)
+        if counts:
+            print(f"  kubelet restarts per start(), {section.split(':')[0]}: {', '.join(map(str, counts))}")
+    run, collect = m(PYTEST_RUN), m(PYTEST_COLLECT)
+    if run is not None and plain is not None:
+        print(
+            f"  pytest session {run:.2f} s (collect-only {collect or 0:.2f} s) = one plain creation {plain:.2f} s "
+            f"{run - plain:+.2f} s; goal <= +{SESSION_GOAL:.0f} s: {_verdict(run - plain <= SESSION_GOAL)}"
         )
 
 
@@ -506,16 +864,23 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=1, help="repetitions (median per step), default 1")
+    parser.add_argument("--kind-bin", default=None, help="kind binary (default: $KIND, then kind on PATH)")
     parser.add_argument("--node-image", default=None, help="kind node image (default: kind's own default)")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"local image to push, default {DEFAULT_IMAGE}")
     parser.add_argument(
         "--registry-image", default=DEFAULT_REGISTRY_IMAGE, help=f"registry image, default {DEFAULT_REGISTRY_IMAGE}"
     )
+    parser.add_argument(
+        "--pytest-session",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time `pytest examples/test_all_strategies.py` in a child process (default: yes)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
-    skipped = missing_requirements()
+    skipped = missing_requirements(args.kind_bin)
     if skipped:
         for line in skipped:
             print(line)
@@ -537,7 +902,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(bench.samples, bench.peer)
         print()
-        print_differences(bench.samples, bench.peer)
+        print_summary(bench.samples, bench.peer)
         if bench.node_image_note:
             print(f"note: {bench.node_image_note}")
         if bench.samples.failures:
