@@ -30,6 +30,7 @@ from pytest_kindreg.tempdirs import make_temp_dir
 log = logging.getLogger("pytest_kindreg")
 
 FINGERPRINT_CONFIGMAP = "kindreg-cluster-config"
+RESTART_POLL_INTERVAL = 0.2  # seconds between checks while a restarted kubelet comes back
 
 
 def find_kind(kind_bin: str | None = None) -> str:
@@ -287,7 +288,9 @@ class KindCluster(DockerNodes):
             f"cluster {self.name} to be healthy (/readyz, nodes Ready, default ServiceAccount)",
             check,
             timeout,
-            interval=2.0,
+            # The default ServiceAccount comes 3-4 s after `kind create --wait` returns: a coarse
+            # poll would add up to its whole interval to every creation (benchmarks/README.md).
+            interval=0.5,
         )
 
     def _record_fingerprint(self, config: KindClusterConfig) -> None:
@@ -336,7 +339,9 @@ class KindCluster(DockerNodes):
         def healthz() -> None:
             self.exec(node, ["curl", "-sf", "http://127.0.0.1:10248/healthz"])
 
-        wait_for(f"kubelet on {node} to answer /healthz after restart", healthz, timeout)
+        # kubelet answers about 0.3 s after systemctl returns: poll finely, or each restart waits a
+        # whole interval (1 s by default) for nothing (benchmarks/README.md).
+        wait_for(f"kubelet on {node} to answer /healthz after restart", healthz, timeout, RESTART_POLL_INTERVAL)
 
         def ready() -> None:
             # Ready stays True through a short restart; the node lease proves the new kubelet reports.
@@ -351,6 +356,7 @@ class KindCluster(DockerNodes):
             f"node {node} to renew its lease and be Ready after the kubelet restart",
             ready,
             max(1.0, timeout - (time.monotonic() - started)),
+            RESTART_POLL_INTERVAL,
         )
 
     def containerd_version(self, node: str) -> tuple[int, int, int]:

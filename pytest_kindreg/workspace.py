@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from pytest_kindreg.registry import PrivateRegistry
 
 
+# A pod runs (or its pull fails) 0.6-1.1 s after creation on a kind node: a 1 s poll added about
+# 0.6 s per pod, 6 s per five-strategy session (benchmarks/README.md). One GET per poll.
+POD_POLL_INTERVAL = 0.2
+
+
 def _slug(text: str, limit: int) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:limit].strip("-") or "test"
 
@@ -214,7 +219,7 @@ class KindPrivateRegistry:
                 return pod, failure
             if time.monotonic() > deadline:
                 return pod, "Timeout"
-            time.sleep(1.0)
+            time.sleep(POD_POLL_INTERVAL)
 
     def diagnose(self, pod: Any, events: list[Any] | None = None) -> list[str]:
         """Likely causes of the pod's pull failure (seed 002's checklist); fetches events if not given."""
