@@ -77,7 +77,7 @@ fi
 [ -d /lib/modules ] || { echo "setup: host adaptation: creating /lib/modules (kind mounts it)"; $SUDO mkdir -p /lib/modules; }
 
 if docker version >/dev/null 2>&1 && [ "$runtime_changed" = 1 ]; then
-    echo "setup: the running Docker engine must be restarted to use the new default runtime: sudo systemctl restart docker (or stop dockerd and rerun scripts/setup.sh)" >&2
+    echo "setup: the running Docker engine cannot start privileged containers until it restarts with the new default runtime; fix: sudo pkill dockerd && bash scripts/setup.sh (where systemd runs Docker: sudo systemctl restart docker)" >&2
     exit 1
 fi
 if ! docker version >/dev/null 2>&1; then
