@@ -424,7 +424,8 @@ finish_variant() {  # finish_variant VARIANT KEY: containerd of the variant, ima
     docker commit -c "LABEL io.kindreg.lab.key=$key" "$c" "$ref.tmp" >/dev/null
     # STOPSIGNAL cannot be set by import/commit on older engines: a two-line build adds it.
     printf 'FROM %s\nENV container=docker\nSTOPSIGNAL SIGRTMIN+3\nENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]\nCMD []\n' "$ref.tmp" \
-        | DOCKER_BUILDKIT=0 docker build -q -t "$ref" - 2>&1 >/dev/null | { grep -vE 'DEPRECATED|buildx|BuildKit|^\s*$' || true; } >&2
+        | DOCKER_BUILDKIT=0 docker build -q -t "$ref" - >"$work/build.log" 2>&1 \
+        || die "docker build of $ref failed: $(tail -n 5 "$work/build.log")"  # its deprecation notice is noise otherwise
     docker rmi "$ref.tmp" >/dev/null
     docker rm -f "$c" >/dev/null
 }

@@ -3,7 +3,8 @@ before a cluster is created, with one message; and real containerd does refuse s
 next to the plugin's ``config_path`` patch, so the check is grounded.
 
 The images are tiny ``docker import`` images holding only ``/etc/containerd/config.toml``; the
-check reads that file from a created, never started container, so no kind is needed.
+check reads that file from a created, never started container, so it needs no kind. The tests
+that go through ``KindCluster.create`` and the plugin use the real kind CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from pytest_kindreg import KindCluster, KindRegistryEnvironment
+from pytest_kindreg import KindCluster, KindRegistryEnvironment, PrivateRegistry
+from pytest_kindreg.cluster import find_kind, kind_available
 from pytest_kindreg.containerd import registry_mirrors
 from pytest_kindreg.docker_engine import RunIdentity
 from pytest_kindreg.kind_config import KindClusterConfig
@@ -95,21 +97,14 @@ def old_node_image(image_factory: Callable[[dict[str, str]], str]) -> str:
 
 
 @pytest.fixture
-def fake_kind(tmp_path: Path) -> tuple[str, Path]:
-    """A stand-in ``kind`` that records each call and fails ``create`` the way a real one would
-    after pulling ``$FAKE_KIND_PULLS`` (tagged as the requested node image)."""
-    calls = tmp_path / "kind-calls"
-    script = tmp_path / "kind"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> "{calls}"\n'
-        'case "$1" in get) exit 0;; esac\n'
-        'if [ -n "$FAKE_KIND_PULLS" ]; then docker tag "$FAKE_KIND_PULLS" "$FAKE_KIND_IMAGE"; fi\n'
-        'echo "ERROR: failed to create cluster: failed to init node with kubeadm" >&2\n'
-        "exit 1\n"
-    )
-    script.chmod(0o755)
-    return str(script), calls
+def real_kind(kindreg_settings: Settings) -> str:
+    """The real kind CLI (these tests check what happens before and after it runs)."""
+    _require(kindreg_settings, "kind", kind_available(kindreg_settings.kind_bin))
+    return find_kind(kindreg_settings.kind_bin)
+
+
+def _clusters(kind: str) -> set[str]:
+    return set(subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, check=True).stdout.split())
 
 
 def _kind_nodes(docker: Any, cluster: str) -> list[str]:
@@ -140,54 +135,54 @@ def test_environment_refuses_an_old_node_image_before_creating_anything(
     assert labelled == [], "a registry was started for a cluster that cannot come up"
 
 
-def test_cluster_create_refuses_it_without_running_kind(
-    kindreg_docker: Any, old_node_image: str, fake_kind: tuple[str, Path], tmp_path: Path
+def test_cluster_create_refuses_it_before_kind_creates_anything(
+    kindreg_docker: Any, old_node_image: str, real_kind: str, tmp_path: Path
 ) -> None:
-    kind_bin, calls = fake_kind
-    cluster = KindCluster("kindreg-old-node", kind_bin=kind_bin, workdir=tmp_path / "cluster")
+    name = f"kindreg-old-{secrets.token_hex(3)}"
+    cluster = KindCluster(name, kind_bin=real_kind, workdir=tmp_path / "cluster")
     with pytest.raises(NodeImageError) as info:
-        cluster.create(KindClusterConfig(name="kindreg-old-node", node_image=old_node_image))
+        cluster.create(KindClusterConfig(name=name, node_image=old_node_image))
     _assert_says_why_and_what_instead(str(info.value), old_node_image)
-    assert not calls.exists(), f"kind ran: {calls.read_text()}"
+    assert name not in _clusters(real_kind)
+    assert _kind_nodes(kindreg_docker, name) == []
 
 
 def test_a_failed_create_with_a_pulled_old_image_says_why(
-    kindreg_docker: Any,
-    old_node_image: str,
-    fake_kind: tuple[str, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    kindreg_docker: Any, old_node_image: str, real_kind: str, tmp_path: Path
 ) -> None:
-    # Not local before `kind create` (which pulls it), so only the failure can be explained.
-    pulled = f"kindreg-test/node-config:pulled-{secrets.token_hex(4)}"
-    kind_bin, calls = fake_kind
-    monkeypatch.setenv("FAKE_KIND_PULLS", old_node_image)
-    monkeypatch.setenv("FAKE_KIND_IMAGE", pulled)
-    cluster = KindCluster("kindreg-old-node", kind_bin=kind_bin, workdir=tmp_path / "cluster")
-    try:
-        with pytest.raises(NodeImageError) as info:
-            cluster.create(KindClusterConfig(name="kindreg-old-node", node_image=pulled))
-    finally:
-        subprocess.run(["docker", "rmi", pulled], capture_output=True, check=False)
+    # Not local before `kind create`: real kind pulls it (from a registry of our own, plain
+    # HTTP on 127.0.0.1), fails to run it as a node, and only then can the failure be explained.
+    name = f"kindreg-old-{secrets.token_hex(3)}"
+    with PrivateRegistry(docker=kindreg_docker, htpasswd=False) as registry:
+        pulled = registry.push(old_node_image, repository="kindreg-test/old-node", tag=secrets.token_hex(4))
+        kindreg_docker.images.remove(pulled)
+        cluster = KindCluster(name, kind_bin=real_kind, workdir=tmp_path / "cluster")
+        try:
+            with pytest.raises(NodeImageError) as info:
+                cluster.create(KindClusterConfig(name=name, node_image=pulled))
+        finally:
+            subprocess.run(["docker", "rmi", pulled], capture_output=True, check=False)
+            subprocess.run([real_kind, "delete", "cluster", "--name", name], capture_output=True, check=False)
     _assert_says_why_and_what_instead(str(info.value), pulled)
-    assert "failed to create cluster" in str(info.value.__cause__)
-    assert calls.read_text().startswith("create cluster --name kindreg-old-node")
+    assert "failed to create cluster" in str(info.value.__cause__)  # kind's own error, kept as the cause
+    assert name not in _clusters(real_kind)
+    assert _kind_nodes(kindreg_docker, name) == []
 
 
 def test_the_plugin_reports_it_as_one_message(
-    pytester: pytest.Pytester, kindreg_docker: Any, old_node_image: str, fake_kind: tuple[str, Path]
+    pytester: pytest.Pytester, kindreg_docker: Any, old_node_image: str, real_kind: str
 ) -> None:
-    kind_bin, calls = fake_kind
+    before = _clusters(real_kind)
     pytester.makepyfile("def test_x(kind_private_registry):\n    pass\n")
     result = pytester.runpytest(
         "-p", "no:cacheprovider", "--kindreg-require", "docker",
-        "--kindreg-kind-bin", kind_bin, "--kindreg-node-image", old_node_image,
+        "--kindreg-kind-bin", real_kind, "--kindreg-node-image", old_node_image,
     )  # fmt: skip
     result.assert_outcomes(errors=1)
     lines = [line for line in result.outlines if f"node image {old_node_image} cannot be used" in line]
     assert len(lines) == 1, result.outlines
     _assert_says_why_and_what_instead(lines[0], old_node_image)
-    assert not calls.exists(), f"kind ran: {calls.read_text()}"
+    assert _clusters(real_kind) == before  # no cluster was created
 
 
 def test_images_that_can_work_pass(kindreg_docker: Any, image_factory: Callable[[dict[str, str]], str]) -> None:
