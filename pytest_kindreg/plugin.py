@@ -281,13 +281,18 @@ def kindreg_environment(
         own = _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig)
         acquire, release = (lambda: _started(own)), KindRegistryEnvironment.close
     missing: MissingRequirementError | None = None
+    failed: KindregError | None = None
     try:
         environment = acquire()
     except MissingRequirementError as exc:
         missing = exc  # reported outside the except block: one message, no chained traceback
+    except KindregError as exc:
+        failed = exc  # e.g. a node image that cannot work, kind's own error: the message says it all
     if missing is not None:
         # A missing image is part of what "docker" requires; kind is its own requirement.
         _missing(kindreg_settings, "kind" if missing.requirement == "kind" else "docker", str(missing))
+    if failed is not None:
+        pytest.fail(f"kindreg: {failed}", pytrace=False)
     pytestconfig.stash[summary_key] = environment.describe()
     try:
         yield environment
