@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import io
+import tarfile
+from collections.abc import Mapping, Sequence
 
 from pytest_kindreg import runner
 from pytest_kindreg.errors import CommandError
@@ -27,6 +30,21 @@ class DockerNodes:
     def write_file_all(self, path: str, content: str | bytes, mode: str = "0644") -> None:
         for node in self.nodes():
             self.write_file(node, path, content, mode)
+
+    def write_files_all(self, files: Mapping[str, tuple[str | bytes, int]]) -> None:
+        """Write several files (absolute path → (content, mode)) into every node with one
+        ``docker exec`` per node: a tar stream, unpacked at ``/`` (directories created 0755)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, (content, mode) in files.items():
+                data = content.encode() if isinstance(content, str) else content
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), mode
+                archive.addfile(info, io.BytesIO(data))
+        # Text through stdin (the runner speaks text): base64, decoded in the node.
+        payload = base64.b64encode(buffer.getvalue()).decode()
+        for node in self.nodes():
+            self.exec(node, ["sh", "-c", "base64 -d | tar -x -f - -C / --no-same-owner"], input=payload)
 
     def read_file(self, node: str, path: str) -> str | None:
         try:

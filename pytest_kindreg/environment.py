@@ -9,8 +9,10 @@ of them, and the wiring between (networks, hosts.toml, KEP-1755). Usable without
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,18 @@ from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
 from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run ``calls`` side by side; once all are done, raise the first error (if any)."""
+    if len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="kindreg") as pool:
+        futures = [pool.submit(call) for call in calls]
+    for future in futures:
+        future.result()
 
 
 def default_state_dir() -> Path:
@@ -117,11 +131,15 @@ class KindRegistryEnvironment:
                 role=f"reg-{name}",
                 docker=self._docker,
                 **strategy.registry_options,
-            ).start()
-            self.progress(f"registry for {name} ready at {registry.host} ({registry.name})")
+            )
             workdir = self._tmp / name
             workdir.mkdir(mode=0o700)
+            # In contexts before it starts, so that close() stops it whatever happens next.
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
+        # Side by side: each start waits on its own container and readiness probe.
+        _in_parallel([ctx.registry.start for ctx in self.contexts.values()])
+        for name, ctx in self.contexts.items():
+            self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
         config = KindClusterConfig(
             name=self.cluster_name,
             node_image=self.node_image,
@@ -144,9 +162,12 @@ class KindRegistryEnvironment:
         for ctx in self.contexts.values():
             ctx.cluster = cluster
         self._wire(cluster)
-        for name, ctx in self.contexts.items():
-            self.progress(f"preparing nodes for {name}")
-            self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
+        # One kubelet restart for every strategy that asks for one (node_config on a reused
+        # cluster, access_token): each restart costs about a second per node.
+        with node_credentials.restarts_deferred():
+            for name, ctx in self.contexts.items():
+                self.progress(f"preparing nodes for {name}")
+                self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
 
     def _wire(self, cluster: KindCluster) -> None:
         nodes = cluster.nodes()
@@ -159,18 +180,19 @@ class KindRegistryEnvironment:
                     f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
                     "ignored kind's containerdConfigPatches"
                 )
+        _in_parallel([functools.partial(ctx.registry.connect, cluster.network) for ctx in self.contexts.values()])
+        files: dict[str, tuple[str | bytes, int]] = {}
         for ctx in self.contexts.values():
             registry = ctx.registry
-            registry.connect(cluster.network)
             for image_host in (ctx.image_host, ctx.anonymous_host):
                 directory = hosts_dir(image_host)
                 ca = None
                 if registry.tls_files is not None:
                     ca = f"{directory}/ca.crt"
-                    cluster.write_file_all(ca, registry.tls_files.ca.read_bytes())
-                cluster.write_file_all(
-                    f"{directory}/hosts.toml", HostsToml(endpoint=registry.network_endpoint, ca=ca).render()
-                )
+                    files[ca] = (registry.tls_files.ca.read_bytes(), 0o644)
+                hosts = HostsToml(endpoint=registry.network_endpoint, ca=ca).render()
+                files[f"{directory}/hosts.toml"] = (hosts, 0o644)
+        cluster.write_files_all(files)
         self._publish_local_registry_hosting(cluster)
 
     def _publish_local_registry_hosting(self, cluster: KindCluster) -> None:
@@ -284,8 +306,10 @@ class KindRegistryEnvironment:
         for name, ctx in self.contexts.items():
             with contextlib.suppress(Exception):
                 self.strategies[name].cleanup(ctx)
-            ctx.registry.stop()
-        self.contexts.clear()
+        try:
+            _in_parallel([ctx.registry.stop for ctx in self.contexts.values()])
+        finally:
+            self.contexts.clear()
         if self.cluster is not None:
             if self.keep_cluster and (self.cluster.created or self.cluster.reused):
                 self.progress(f"keeping cluster {self.cluster_name} (kubeconfig {self.cluster.kubeconfig})")

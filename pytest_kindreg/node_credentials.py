@@ -8,9 +8,10 @@ the host file in place (a renamed file would not show through a single-file bind
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ class NodeCredentials:
         self.host_file = host_file
         self.mounted = False
         self._lock = threading.Lock()
+        self._deferring = False
+        self._pending_restart: DockerNodes | None = None
 
     def __repr__(self) -> str:
         return f"<NodeCredentials {self.host_file} mounted={self.mounted}>"
@@ -64,10 +67,31 @@ class NodeCredentials:
                 merged = merge_docker_config(json.loads(current) if current else {}, auths)
                 cluster.write_file(node, KUBELET_CONFIG_JSON, json.dumps(merged, indent=2), mode="0600")
         if restart_kubelet:
-            for node in cluster.nodes():
-                cluster.restart_kubelet(node)
+            if self._deferring:
+                self._pending_restart = cluster
+            else:
+                _restart_kubelets(cluster)
+
+    @contextlib.contextmanager
+    def restarts_deferred(self) -> Iterator[None]:
+        """Within the block, the kubelet restarts that :meth:`apply` asks for become one restart
+        per node at the end (only if the block completes)."""
+        self._deferring = True
+        try:
+            yield
+            pending = self._pending_restart
+        finally:
+            self._deferring = False
+            self._pending_restart = None
+        if pending is not None:
+            _restart_kubelets(pending)
 
     def keys_on(self, cluster: DockerNodes, node: str) -> list[str]:
         """The servers a node's config.json has credentials for (never the credentials)."""
         current = cluster.read_file(node, KUBELET_CONFIG_JSON)
         return sorted(json.loads(current).get("auths", {})) if current else []
+
+
+def _restart_kubelets(cluster: DockerNodes) -> None:
+    for node in cluster.nodes():
+        cluster.restart_kubelet(node)

@@ -22,13 +22,18 @@ class CertificateStrategy(BaseStrategy):
         assert files is not None and files.client_cert is not None and files.client_key is not None
         cluster = ctx.require_cluster()
         directory = hosts_dir(ctx.image_host)
-        cluster.write_file_all(f"{directory}/ca.crt", files.ca.read_bytes())
-        cluster.write_file_all(f"{directory}/client.cert", files.client_cert.read_bytes())
-        cluster.write_file_all(f"{directory}/client.key", files.client_key.read_bytes(), mode="0600")
         hosts = HostsToml(
             endpoint=ctx.registry.network_endpoint,
             ca=f"{directory}/ca.crt",
             client=(f"{directory}/client.cert", f"{directory}/client.key"),
         )
-        # Written after the wiring's CA-only file; containerd reads hosts dirs on every pull.
-        cluster.write_file_all(f"{directory}/hosts.toml", hosts.render())
+        # One exec per node; hosts.toml last in the archive, so it never names a missing file
+        # (it replaces the wiring's CA-only one; containerd reads hosts dirs on every pull).
+        cluster.write_files_all(
+            {
+                f"{directory}/ca.crt": (files.ca.read_bytes(), 0o644),
+                f"{directory}/client.cert": (files.client_cert.read_bytes(), 0o644),
+                f"{directory}/client.key": (files.client_key.read_bytes(), 0o600),
+                f"{directory}/hosts.toml": (hosts.render(), 0o644),
+            }
+        )

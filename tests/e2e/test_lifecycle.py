@@ -73,10 +73,22 @@ def test_mark(kind_cluster):
         core.create_namespaced_config_map("default", client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="first-run", labels={{"kindreg-e2e": "mark"}})))
 
-@pytest.mark.kindreg_strategy("pull_secret")
+@pytest.mark.kindreg_strategy("pull_secret", "node_config", "access_token")
 def test_pull(kind_private_registry, kindreg_test_image):
     assert kind_private_registry.run_pod(kind_private_registry.push(kindreg_test_image)).status.phase == "Running"
 """
+
+
+def _kubelet_starts(cluster: str) -> int:
+    """How often systemd started kubelet on the cluster's control-plane node so far."""
+    journal = subprocess.run(
+        ["docker", "exec", f"{cluster}-control-plane", "journalctl", "-u", "kubelet.service", "-o", "cat"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return sum(line.startswith("Started kubelet") for line in journal.splitlines())
 
 
 def test_keep_then_reuse_the_cluster(
@@ -88,13 +100,17 @@ def test_keep_then_reuse_the_cluster(
 
     pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=False))
     first = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-keep-cluster")
-    first.assert_outcomes(passed=2)
+    first.assert_outcomes(passed=4)
     assert name in _clusters(kind), "--kindreg-keep-cluster removed the cluster"
 
     pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=True))
+    starts = _kubelet_starts(name)
     started = time.monotonic()
     second = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-reuse-cluster")
-    second.assert_outcomes(passed=2)
+    second.assert_outcomes(passed=4)
+    # node_config (new credentials on a reused cluster) and access_token both ask for a kubelet
+    # restart at start-up: the environment makes that one restart.
+    assert _kubelet_starts(name) - starts == 1
     assert name in _clusters(kind), "--kindreg-reuse-cluster implies keeping the cluster"
     second.stdout.fnmatch_lines(["*reus*"])
     print(f"reuse run: {time.monotonic() - started:.1f} s")
