@@ -460,11 +460,7 @@ class Bench:
             runner.run(argv, timeout=660)
             self.samples.add(BARE_CREATE, time.perf_counter() - started)
             # The plugin's health check, on the bare cluster's kubeconfig (same file name in workdir).
-            probe = KindCluster(name, kind_bin=self.kind, workdir=workdir)  # created=False: never deletes
-            try:
-                probe.wait_healthy()
-            finally:
-                probe.delete()
+            self._wait_healthy(name, workdir)
             self.samples.add(BARE_READY, time.perf_counter() - started)
             ready = True
             self._check_node_image(name)
@@ -481,6 +477,14 @@ class Bench:
             except Exception as exc:
                 self.samples.fail(repetition, "bare kind cluster deletion", exc)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _wait_healthy(self, name: str, workdir: Path) -> None:
+        """The plugin's own health check on a cluster someone else created (its kubeconfig in workdir)."""
+        probe = KindCluster(name, kind_bin=self.kind, workdir=workdir)  # created=False: never deletes
+        try:
+            probe.wait_healthy()
+        finally:
+            probe.delete()
 
     def peer_create(self, repetition: int) -> None:
         if self.peer.cls is None:
@@ -504,11 +508,7 @@ class Bench:
             self.samples.add(PEER_CREATE, time.perf_counter() - started)
             # pytest-kind returns without waiting for the cluster; ours waits (kind --wait, then
             # /readyz, nodes Ready, default ServiceAccount). Apply the same check, on its kubeconfig.
-            probe = KindCluster(name, kind_bin=self.kind, workdir=workdir)  # created=False: never deletes
-            try:
-                probe.wait_healthy()
-            finally:
-                probe.delete()
+            self._wait_healthy(name, workdir)
             self.samples.add(PEER_READY, time.perf_counter() - started)
             ready = True
             self._check_node_image(name)
