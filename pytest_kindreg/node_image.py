@@ -44,6 +44,20 @@ def read_image_file(docker: Any, image: str, path: str) -> str | None:
         return handle.read().decode(errors="replace") if handle is not None else None
 
 
+_mirrors_by_image_id: dict[str, list[str]] = {}
+
+
+def _mirrors_in(docker: Any, image: str) -> list[str]:
+    """The CRI registry mirrors the image's containerd config sets (none without a readable one)."""
+    text = read_image_file(docker, image, NODE_CONTAINERD_CONFIG)
+    if text is None:
+        return []
+    try:
+        return registry_mirrors(text)
+    except ValueError:
+        return []  # not ours to judge: containerd reports its own config errors
+
+
 def node_image_problem(docker: Any, image: str) -> str | None:
     """Why ``image`` cannot make a working cluster with pytest-kindreg, or None.
 
@@ -51,16 +65,14 @@ def node_image_problem(docker: Any, image: str) -> str | None:
     after a failed create, when kind has pulled it).
     """
     try:
-        docker.images.get(image)
+        image_id = str(docker.images.get(image).id)
     except ImageNotFound:
         return None
-    text = read_image_file(docker, image, NODE_CONTAINERD_CONFIG)
-    if text is None:
-        return None
-    try:
-        mirrors = registry_mirrors(text)
-    except ValueError:
-        return None  # not ours to judge: containerd reports its own config errors
+    # An image ID names fixed content: the environment and KindCluster.create both check the same
+    # image, and a container is created and removed to read it only once per process.
+    if image_id not in _mirrors_by_image_id:
+        _mirrors_by_image_id[image_id] = _mirrors_in(docker, image_id)
+    mirrors = _mirrors_by_image_id[image_id]
     if not mirrors:
         return None
     return (
