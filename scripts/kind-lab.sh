@@ -25,6 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=lab/host.sh
+. scripts/lab/host.sh
 
 LAB=${KINDREG_LAB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kindreg-lab}
 K8S_VERSION=v1.32.13
@@ -66,12 +68,11 @@ options_line() { echo "--kindreg-kind-bin=$(variant_kind "$1") --kindreg-node-im
 
 # ---------------------------------------------------------------------------------------------
 # prerequisites: one actionable line each
-debian_mirror() {  # the Debian archive this machine's apt already uses (never hard-coded)
+debian_mirror() {
     local uri
-    uri=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-        | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n 1 || true)
+    uri=$(debian_archive)
     [ -n "$uri" ] || die "no Debian archive in the apt sources; configure apt for Debian first"
-    echo "${uri%/}"
+    echo "$uri"
 }
 
 check_prerequisites() {
@@ -86,7 +87,7 @@ check_prerequisites() {
     need_cmd gcc "apt-get install gcc libc6-dev"
     need_cmd jq "apt-get install jq"
     need_cmd debootstrap "apt-get install -t bookworm-backports debootstrap (or run scripts/setup.sh)"
-    [[ -x /usr/bin/kind && "$(/usr/bin/kind version 2>/dev/null)" == *" v0.27.0 "* ]] \
+    debian_kind_present \
         || { say "missing Debian trixie's kind 0.27.0: run scripts/setup.sh (adds trixie pinned low), then apt-get install -t trixie kind"; missing=1; }
     [[ "$(apt-cache policy containerd 2>/dev/null)" == *" 2.1."* ]] \
         || { say "apt does not offer Debian sid's containerd 2.1: run scripts/setup.sh (adds sid pinned low) and apt-get update"; missing=1; }
@@ -485,9 +486,7 @@ build() {
     check_prerequisites
     [ -d /lib/modules ] || { say "host adaptation: /lib/modules is missing; creating it (kind bind-mounts it)"; $SUDO mkdir -p /lib/modules; }
     say "node image adaptations for this host: $(adaptations)"
-    local capbnd
-    capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
-    if [ $(( 0x$capbnd >> 24 & 1 )) = 0 ]; then
+    if cap_sys_resource_missing; then
         say "host adaptation: no CAP_SYS_RESOURCE here; the Docker engine's default runtime is $(docker info -f '{{.DefaultRuntime}}' 2>/dev/null) (scripts/setup.sh sets kindreg-runc)"
     fi
     build_kubernetes

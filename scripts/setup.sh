@@ -4,6 +4,8 @@
 # Idempotent: what is already there is kept. Needs root (or sudo) for apt-get and dockerd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lab/host.sh
+. scripts/lab/host.sh
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -14,12 +16,11 @@ SUDO=""
 lab_sources=/etc/apt/sources.list.d/kindreg-lab.sources
 lab_sources_changed=0
 if [ "${KINDREG_SKIP_LAB:-0}" != 1 ] && [ ! -f "$lab_sources" ]; then
-    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-        | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n 1 || true)
+    mirror=$(debian_archive)
     if [ -n "$mirror" ]; then
         echo "setup: adding Debian bookworm-backports, trixie and sid to apt, pinned low (for the kind lab)"
         printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports trixie sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-            "${mirror%/}" | $SUDO tee "$lab_sources" >/dev/null
+            "$mirror" | $SUDO tee "$lab_sources" >/dev/null
         printf 'Package: *\nPin: release n=bookworm-backports\nPin-Priority: 100\n\nPackage: *\nPin: release n=trixie\nPin-Priority: 100\n\nPackage: *\nPin: release n=sid\nPin-Priority: 50\n' \
             | $SUDO tee /etc/apt/preferences.d/kindreg-lab >/dev/null
         lab_sources_changed=1
@@ -38,7 +39,7 @@ command -v file >/dev/null 2>&1 || missing+=(file)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 if [ -f "$lab_sources" ]; then
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap/bookworm-backports)
-    [[ -x /usr/bin/kind && "$(/usr/bin/kind version 2>/dev/null)" == *" v0.27.0 "* ]] || missing+=(kind/trixie)
+    debian_kind_present || missing+=(kind/trixie)
     command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(gcc libc6-dev)
 fi
 if [ ${#missing[@]} -gt 0 ] || [ "$lab_sources_changed" = 1 ]; then
@@ -58,8 +59,7 @@ fi
 # default runtime that removes that capability from the OCI spec before calling runc.
 daemon_json=/etc/docker/daemon.json
 runtime_changed=0
-capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
-if [ $(( 0x$capbnd >> 24 & 1 )) = 0 ]; then
+if cap_sys_resource_missing; then
     wrapper=/usr/local/libexec/kindreg/runc
     if ! cmp -s scripts/lab/runc-drop-sys-resource "$wrapper" 2>/dev/null; then
         $SUDO install -D -m 0755 scripts/lab/runc-drop-sys-resource "$wrapper"
