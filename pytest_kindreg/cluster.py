@@ -23,7 +23,7 @@ from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.docker_nodes import DockerNodes
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
-from pytest_kindreg.kind_config import KindClusterConfig
+from pytest_kindreg.kind_config import KindClusterConfig, KindConfigSource, config_differences, load_kind_config
 from pytest_kindreg.node_image import NodeImageError, check_node_image, node_image_problem
 from pytest_kindreg.tempdirs import make_temp_dir
 
@@ -183,12 +183,22 @@ class KindCluster(DockerNodes):
     def exists(self) -> bool:
         return self.name in self.kind("get", "clusters").split()
 
-    def create(self, config: KindClusterConfig) -> None:
-        if config.name != self.name:
-            raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
+    def cluster_config(self, config: KindClusterConfig | KindConfigSource | None = None) -> KindClusterConfig:
+        """``config`` as a :class:`KindClusterConfig` for this cluster: a user's kind config (a YAML
+        file's path, a dict) becomes its base; None means one control-plane node."""
+        if isinstance(config, KindClusterConfig):
+            if config.name != self.name:
+                raise ClusterError(f"config is for cluster {config.name!r}, not {self.name!r}")
+            return config
+        return KindClusterConfig(name=self.name, base=None if config is None else load_kind_config(config))
+
+    def create(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
+        """Create the cluster from ``config`` (see :meth:`cluster_config`) and wait until it is healthy."""
+        config = self.cluster_config(config)
         # A node image containerd cannot run with our config_path patch fails here, in one message,
         # instead of as a cluster that never comes up.
-        check_node_image(docker_client(), config.node_image)
+        for image in config.node_images():
+            check_node_image(docker_client(), image)
         self.progress(f"creating kind cluster {self.name} (this takes a minute)...")
         started = time.monotonic()
         # Owned from the first second: an interrupted or failed create is deleted too.
@@ -210,9 +220,10 @@ class KindCluster(DockerNodes):
             )
         except CommandError as exc:
             # An image that was not local before has been pulled by kind now: say why, if we know.
-            problem = node_image_problem(docker_client(), config.node_image) if config.node_image else None
-            if problem:
-                raise NodeImageError(problem) from exc
+            for image in config.node_images():
+                problem = node_image_problem(docker_client(), image)
+                if problem:
+                    raise NodeImageError(problem) from exc
             raise
         self.kubeconfig.chmod(0o600)
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
@@ -220,8 +231,9 @@ class KindCluster(DockerNodes):
         self._record_fingerprint(config)
         self._nodes = self._list_nodes()
 
-    def reuse(self, config: KindClusterConfig) -> None:
+    def reuse(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
         """Adopt an existing cluster, only if it is healthy and was made from the same config."""
+        config = self.cluster_config(config)
         write_private_file(self.kubeconfig, self.kind("get", "kubeconfig", "--name", self.name))
         problems = self.health_problems()
         if problems:
@@ -229,16 +241,34 @@ class KindCluster(DockerNodes):
                 f"cluster {self.name!r} exists but is not healthy ({'; '.join(problems)}); delete it with "
                 f"`kind delete cluster --name {self.name}` or choose another --kindreg-cluster-name"
             )
-        recorded = self.recorded_fingerprint()
+        recorded, recorded_yaml = self.recorded_config()
         if recorded != config.fingerprint():
+            source = f"this run's kind config {config.base.origin}" if config.base else "this run's settings"
             raise ClusterError(
                 f"cluster {self.name!r} exists but was not created with the configuration this run needs "
-                f"(mounts or containerd patches of the selected strategies differ; recorded "
-                f"{recorded or 'nothing'}, needed {config.fingerprint()[:12]}). Delete it with "
+                f"({source}, the node image, workers, the mounts and containerd patches of the selected "
+                f"strategies; recorded {recorded[:12] if recorded else 'nothing'}, needed "
+                f"{config.fingerprint()[:12]}). {self._differences(recorded_yaml, config)}Delete it with "
                 f"`kind delete cluster --name {self.name}` or use another --kindreg-cluster-name."
             )
         self.reused = True
         self._nodes = self._list_nodes()
+
+    @staticmethod
+    def _differences(recorded_yaml: str | None, config: KindClusterConfig) -> str:
+        import yaml
+
+        try:
+            recorded = yaml.safe_load(recorded_yaml or "")
+        except yaml.YAMLError:
+            recorded = None
+        if not isinstance(recorded, dict):
+            return ""
+        needed = config.to_dict()
+        for doc in (recorded, needed):
+            doc.pop("name", None)
+        lines = config_differences(recorded, needed)
+        return "What differs:\n" + "\n".join(f"  {line}" for line in lines) + "\n" if lines else ""
 
     def delete(self) -> None:
         """Delete the cluster, only if this object created it."""
@@ -302,15 +332,20 @@ class KindCluster(DockerNodes):
         )
         client.CoreV1Api(self.api_client()).create_namespaced_config_map("kube-system", body)
 
-    def recorded_fingerprint(self) -> str | None:
+    def recorded_config(self) -> tuple[str | None, str | None]:
+        """(fingerprint, rendered config YAML) recorded when this cluster was created, if any."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
         try:
             cm = client.CoreV1Api(self.api_client()).read_namespaced_config_map(FINGERPRINT_CONFIGMAP, "kube-system")
         except ApiException:
-            return None
-        return str((cm.data or {}).get("fingerprint") or "") or None
+            return None, None
+        data = cm.data or {}
+        return str(data.get("fingerprint") or "") or None, data.get("config.yaml")
+
+    def recorded_fingerprint(self) -> str | None:
+        return self.recorded_config()[0]
 
     # -- nodes ------------------------------------------------------------------------------
     def nodes(self) -> list[str]:

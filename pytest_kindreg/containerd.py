@@ -116,6 +116,52 @@ def config_paths(dump: str) -> list[str]:
     return [root for root in value.split(":") if root] if isinstance(value, str) else []
 
 
+def _dotted(keys: Sequence[str]) -> str:
+    """A TOML dotted key, quoting the parts that need it (``plugins."io.containerd.grpc.v1.cri"``)."""
+    return ".".join(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_string(k) for k in keys)
+
+
+# What a containerd config patch must not set next to pytest-kindreg's hosts.toml files.
+MIRRORS, CONFIGS_TLS, CONFIG_PATH = "mirrors", "configs.tls", "config_path"
+
+
+def forbidden_registry_settings(patch: str) -> list[tuple[str, str, Any]]:
+    """``(dotted key, what, value)`` for each CRI registry setting in a containerd config patch that
+    cannot work with ``config_path`` + ``hosts.toml``: ``registry.mirrors``,
+    ``registry.configs.<host>.tls``, and a ``registry.config_path`` without :data:`CERTS_D`.
+
+    Read as TOML, so every spelling counts (tables, dotted keys, inline tables, any quoting).
+    Raises ``ValueError`` if the patch is not TOML: kind would fail on it only after the nodes exist.
+    """
+    try:
+        doc = tomllib.loads(patch)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not valid TOML: {exc}") from exc
+    found: list[tuple[str, str, Any]] = []
+
+    def check(registry: dict[str, Any], path: list[str]) -> None:
+        if MIRRORS in registry:
+            found.append((_dotted([*path, MIRRORS]), MIRRORS, registry[MIRRORS]))
+        configs = registry.get("configs")
+        for host, host_config in (configs if isinstance(configs, dict) else {}).items():
+            if isinstance(host_config, dict) and "tls" in host_config:
+                found.append((_dotted([*path, "configs", host, "tls"]), CONFIGS_TLS, host_config["tls"]))
+        if CONFIG_PATH in registry:
+            value = registry[CONFIG_PATH]
+            if not isinstance(value, str) or CERTS_D not in value.split(":"):
+                found.append((_dotted([*path, CONFIG_PATH]), CONFIG_PATH, value))
+
+    def walk(table: dict[str, Any], path: list[str]) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                if key == "registry":
+                    check(value, [*path, key])
+                walk(value, [*path, key])
+
+    walk(doc, [])
+    return found
+
+
 def registry_mirrors(config: str) -> list[str]:
     """The hosts a containerd ``config.toml`` (any version) sets CRI ``registry.mirrors`` for.
 

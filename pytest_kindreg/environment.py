@@ -22,7 +22,13 @@ from pytest_kindreg.cluster import KindCluster, log_progress
 from pytest_kindreg.containerd import CERTS_D, HostsToml, hosts_dir
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ClusterError
-from pytest_kindreg.kind_config import KindClusterConfig
+from pytest_kindreg.kind_config import (
+    ClusterContribution,
+    KindClusterConfig,
+    KindConfigSource,
+    load_kind_config,
+    resolve_cluster_name,
+)
 from pytest_kindreg.node_credentials import NodeCredentials
 from pytest_kindreg.node_image import check_node_image
 from pytest_kindreg.reaper import register_run, unregister_run
@@ -56,7 +62,8 @@ class KindRegistryEnvironment:
         *,
         cluster_name: str | None = None,
         node_image: str | None = None,
-        workers: int = 0,
+        workers: int | None = None,
+        kind_config: KindConfigSource | None = None,
         kind_bin: str | None = None,
         registry_image: str = DEFAULT_IMAGE,
         keep_cluster: bool = False,
@@ -69,9 +76,12 @@ class KindRegistryEnvironment:
         if not self.strategy_names:
             raise ValueError("at least one strategy is needed")
         self.identity = identity or RunIdentity()
-        self.cluster_name = cluster_name or self.identity.prefix
+        self.kind_config = load_kind_config(kind_config) if kind_config is not None else None
+        self.cluster_name = resolve_cluster_name(cluster_name, self.kind_config) or self.identity.prefix
         self.node_image = node_image
         self.workers = workers
+        # Everything about the cluster config that is known now is checked now, before anything starts.
+        self._base_config = self._cluster_config(())
         self.kind_bin = kind_bin
         self.registry_image = registry_image
         self.keep_cluster = keep_cluster or reuse_cluster
@@ -114,7 +124,8 @@ class KindRegistryEnvironment:
     def _start(self) -> None:
         self._docker = docker_client()
         # First: a node image that cannot work fails before any registry or cluster exists.
-        check_node_image(self._docker, self.node_image)
+        for image in self._base_config.node_images():
+            check_node_image(self._docker, image)
         register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)
         self._tmp = make_temp_dir(self.identity, self.identity.prefix)
         self.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -140,11 +151,8 @@ class KindRegistryEnvironment:
         _in_parallel([ctx.registry.start for ctx in self.contexts.values()])
         for name, ctx in self.contexts.items():
             self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
-        config = KindClusterConfig(
-            name=self.cluster_name,
-            node_image=self.node_image,
-            workers=self.workers,
-            contributions=tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items()),
+        config = self._cluster_config(
+            tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items())
         )
         self.cluster = cluster
         if cluster.exists():
@@ -168,6 +176,15 @@ class KindRegistryEnvironment:
             for name, ctx in self.contexts.items():
                 self.progress(f"preparing nodes for {name}")
                 self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
+
+    def _cluster_config(self, contributions: tuple[ClusterContribution, ...]) -> KindClusterConfig:
+        return KindClusterConfig(
+            name=self.cluster_name,
+            node_image=self.node_image,
+            workers=self.workers,
+            contributions=contributions,
+            base=self.kind_config,
+        )
 
     def _wire(self, cluster: KindCluster) -> None:
         nodes = cluster.nodes()
@@ -226,6 +243,8 @@ class KindRegistryEnvironment:
             state = "reused" if self.cluster.reused else "created by this run"
             keep = ", kept after the run" if self.keep_cluster else ""
             lines.append(f"cluster {self.cluster_name} ({state}{keep}), node image {self.node_image or 'kind default'}")
+            if self.kind_config is not None:
+                lines.append(f"  kind config {self.kind_config.origin}")
             lines.extend(f"  {node}: {text}" for node, text in self.containerd.items())
         for name, ctx in self.contexts.items():
             registry = ctx.registry

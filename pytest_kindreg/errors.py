@@ -95,3 +95,7 @@ class UnknownStrategyError(KindregError, ValueError):
         super().__init__(f"{name!r} is not a valid kindreg strategy. Valid strategies: {', '.join(valid)}")
         self.name = name
         self.valid = valid
+
+
+class KindConfigError(KindregError, ValueError):
+    """A user's kind config cannot be used; the message names the file (or ``<dict>``) and the key."""

@@ -1,21 +1,28 @@
 """Render and check kind v1alpha4 ``Cluster`` configs.
 
-Strategies contribute extra mounts and containerd patches; :class:`KindClusterConfig` merges them into one
-config, refusing combinations that kind or containerd would reject (or silently ignore) at cluster-creation
-time, when the failure is slow and hard to read.
+A user's own kind config (:class:`UserKindConfig`, from a YAML file or a dict) is the base;
+strategies contribute extra mounts and containerd patches; :class:`KindClusterConfig` merges them
+into one config, refusing combinations that kind or containerd would reject (or silently ignore)
+at cluster-creation time, when the failure is slow and hard to read.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
 
 import yaml
+
+from pytest_kindreg.containerd import CERTS_D, CONFIG_PATH, MIRRORS, forbidden_registry_settings
+from pytest_kindreg.errors import KindConfigError
 
 __all__ = [
     "API_VERSION",
@@ -23,6 +30,11 @@ __all__ = [
     "ClusterContribution",
     "ExtraMount",
     "KindClusterConfig",
+    "KindConfigSource",
+    "UserKindConfig",
+    "config_differences",
+    "load_kind_config",
+    "resolve_cluster_name",
     "validate_kind_config",
 ]
 
@@ -45,6 +57,25 @@ _FORBIDDEN_TLS_WHY = (
     'config_path ("`configs.tls` cannot be set when `config_path` is provided") and containerd 2.x '
     "ignores it (kind #3884); put ca/client entries in /etc/containerd/certs.d/<host>/hosts.toml instead"
 )
+_FORBIDDEN_CONFIG_PATH_WHY = (
+    f"containerd would not read {CERTS_D}, where pytest-kindreg writes every registry's hosts.toml "
+    f"(and the plugin's own config_path patch would override yours); keep {CERTS_D} among the "
+    f'colon-separated roots, e.g. config_path = "{CERTS_D}:/etc/docker/certs.d"'
+)
+_WHY = {MIRRORS: _FORBIDDEN_MIRRORS_WHY, CONFIG_PATH: _FORBIDDEN_CONFIG_PATH_WHY}
+
+
+def _patch_problem(patch: str, where: str) -> str | None:
+    """Why a containerd config patch cannot be used next to pytest-kindreg's hosts.toml files, or None."""
+    try:
+        found = forbidden_registry_settings(patch)
+    except ValueError as exc:
+        return f"{where}: {exc}"
+    if not found:
+        return None
+    key, what, value = found[0]
+    shown = f" = {value!r}" if what == CONFIG_PATH else ""
+    return f"{where}: {key}{shown}: {_WHY.get(what, _FORBIDDEN_TLS_WHY)}"
 
 
 @dataclass(frozen=True)
@@ -72,71 +103,202 @@ def _describe(source: str) -> str:
     return f"strategy {source!r}" if source else "an unnamed contribution"
 
 
-def _toml_key_paths(patch: str) -> Iterable[str]:
-    """Yield the table headers and the full dotted path of every key line, whitespace around dots removed.
+# ---------------------------------------------------------------------------------------------------------
+# The user's own kind config
 
-    Not a TOML parser (tomllib is 3.11+): enough to see ``registry.mirrors`` however it is spelled
-    (table header, sub-table, or dotted key inside ``[...registry]``).
+
+@dataclass(frozen=True)
+class UserKindConfig:
+    """A user's kind v1alpha4 ``Cluster``, checked: the base every cluster config is built on.
+
+    ``origin`` names where it came from (a file path, or ``<dict>``) in every error message.
     """
-    table = ""
-    for raw in patch.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        header = re.match(r"^\[\[?(.+?)\]\]?\s*(#.*)?$", line)
-        if header:
-            table = re.sub(r"\s*\.\s*", ".", header.group(1).strip())
-            yield table
-            continue
-        key = re.match(r'^((?:"[^"]*"|\'[^\']*\'|[A-Za-z0-9_.\-\s])+?)\s*=', line)
-        if key:
-            dotted = re.sub(r"\s*\.\s*", ".", key.group(1).strip())
-            yield f"{table}.{dotted}" if table else dotted
+
+    document: Mapping[str, Any] = field(repr=False)
+    origin: str = "<dict>"
+
+    def __post_init__(self) -> None:
+        where = f"kind config {self.origin}"
+        try:
+            validate_kind_config(self.document)
+        except ValueError as exc:
+            raise KindConfigError(f"{where}: {exc}") from None
+        for i, patch in enumerate(self.document.get("containerdConfigPatches") or []):
+            problem = _patch_problem(patch, f"{where}: containerdConfigPatches[{i}]")
+            if problem:
+                raise KindConfigError(problem)
+        # A private copy: later changes to the caller's dict cannot change a checked config.
+        object.__setattr__(self, "document", copy.deepcopy(dict(self.document)))
+
+    def __repr__(self) -> str:
+        return f"<UserKindConfig {self.origin}>"
+
+    @property
+    def name(self) -> str | None:
+        value = self.document.get("name")
+        return str(value) if value else None
+
+    @property
+    def has_nodes(self) -> bool:
+        return bool(self.document.get("nodes"))  # kind treats an empty list as one control-plane
+
+    def renamed(self, name: str) -> UserKindConfig:
+        """The same config for a cluster called ``name`` (e.g. one xdist worker's)."""
+        document = dict(self.document)
+        document["name"] = name
+        return UserKindConfig(document, self.origin)
 
 
-_MIRRORS_RE = re.compile(r"""(^|\.)["']?registry["']?\.["']?mirrors["']?(\.|$)""")
-_TLS_RE = re.compile(r"""(^|\.)["']?registry["']?\.["']?configs["']?\.("[^"]*"|'[^']*'|[^.]+)\.["']?tls["']?(\.|$)""")
+# What KindCluster, KindRegistryEnvironment and KindClusterConfig take as a user's kind config.
+KindConfigSource: TypeAlias = str | os.PathLike[str] | Mapping[str, Any] | UserKindConfig
 
 
-def _check_patch(patch: str, source: str) -> None:
-    paths = list(_toml_key_paths(patch))
-    # Raw-text checks too, for inline tables such as `registry = { mirrors = ... }`.
-    flat = re.sub(r"\s*\.\s*", ".", patch)
-    if any(_MIRRORS_RE.search(p) for p in paths) or "registry.mirrors" in flat or re.search(r"\bmirrors\s*=", patch):
-        raise ValueError(f"containerd patch from {_describe(source)}: {_FORBIDDEN_MIRRORS_WHY}")
-    has_configs = "registry.configs" in flat or re.search(r"\bconfigs\s*=", patch) is not None
-    if (
-        any(_TLS_RE.search(p) for p in paths)
-        or ".tls]" in flat
-        or (has_configs and re.search(r"\btls\b", patch) is not None)
-    ):
-        raise ValueError(f"containerd patch from {_describe(source)}: {_FORBIDDEN_TLS_WHY}")
+def load_kind_config(source: KindConfigSource) -> UserKindConfig:
+    """A checked :class:`UserKindConfig` from a YAML file's path or a dict.
+
+    Every problem is one :class:`~pytest_kindreg.errors.KindConfigError` naming the file and the key.
+    """
+    if isinstance(source, UserKindConfig):
+        return source
+    if isinstance(source, Mapping):
+        return UserKindConfig(source)
+    path = Path(source)
+    where = f"kind config {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KindConfigError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise KindConfigError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise KindConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+    if len(documents) != 1:
+        raise KindConfigError(
+            f"{where}: expected one YAML document (a kind.x-k8s.io/v1alpha4 Cluster), found {len(documents)}"
+        )
+    if not isinstance(documents[0], Mapping):
+        raise KindConfigError(
+            f"{where}: <root>: expected a kind.x-k8s.io/v1alpha4 Cluster mapping, got {type(documents[0]).__name__}"
+        )
+    return UserKindConfig(documents[0], str(path))
+
+
+def resolve_cluster_name(
+    explicit: str | None, user_config: UserKindConfig | None, option: str = "cluster_name"
+) -> str | None:
+    """The cluster's name: ``explicit`` if given, else the config's ``name:``, else None (the caller's default).
+
+    Both given and different is an error: one of them would be silently ignored.
+    """
+    configured = user_config.name if user_config is not None else None
+    if explicit and configured and explicit != configured:
+        assert user_config is not None
+        raise KindConfigError(
+            f"kind config {user_config.origin}: name: {configured!r} conflicts with the cluster name {explicit!r} "
+            f"given by {option}; the cluster is named by {option} if given, else by the config's name:. "
+            "Drop one of them or make them equal."
+        )
+    return explicit or configured
+
+
+def config_differences(recorded: Mapping[str, Any], needed: Mapping[str, Any], limit: int = 6) -> list[str]:
+    """Where two rendered kind configs differ, as ``key: recorded …, needed …`` lines (at most ``limit``)."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in list(a) + [k for k in b if k not in a]:
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}[{i}]")
+        elif a != b:
+            found.append(f"{path or '<root>'}: recorded {_short(a)}, needed {_short(b)}")
+
+    walk(recorded, needed, "")
+    return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+def _short(value: Any) -> str:
+    text = "absent" if value is None else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class KindClusterConfig:
-    """One control-plane node plus ``workers`` workers, with every contribution applied to every node."""
+    """The config ``kind create cluster`` gets: the user's (``base``), or one control-plane node plus
+    ``workers`` workers, with every contribution applied to every node.
+
+    The base's own keys are all kept (nodes, networking, feature gates, kubeadm and containerd
+    patches); the plugin's containerd patches come after the user's, its mounts after each node's own.
+    """
 
     name: str
     node_image: str | None = None
-    workers: int = 0
+    workers: int | None = None
     contributions: tuple[ClusterContribution, ...] = ()
+    base: UserKindConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not _NAME_RE.fullmatch(self.name):
             raise ValueError(
                 f"cluster name {self.name!r} is invalid: kind requires a non-empty name matching ^[a-z0-9.-]+$"
             )
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0
+        ):
             raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
         if self.node_image is not None and not self.node_image:
             raise ValueError("node_image must be a non-empty image reference or None")
+        if self.base is not None:
+            self._check_base(self.base)
         seen: dict[str, tuple[ExtraMount, str]] = {}
         for contribution in self.contributions:
             for mount in contribution.extra_mounts:
                 self._check_mount(mount, contribution.source, seen)
             for patch in contribution.containerd_patches:
-                _check_patch(patch, contribution.source)
+                problem = _patch_problem(patch, f"containerd patch from {_describe(contribution.source)}")
+                if problem:
+                    raise ValueError(problem)
+        self._check_user_mounts()
+
+    def _check_base(self, base: UserKindConfig) -> None:
+        where = f"kind config {base.origin}"
+        if base.has_nodes and self.workers is not None:
+            raise KindConfigError(
+                f"{where}: nodes: the config lists its nodes, so workers cannot be added to them "
+                f"(--kindreg-workers / workers={self.workers}); list the workers in the config's nodes, "
+                "or drop nodes and use --kindreg-workers"
+            )
+        resolve_cluster_name(self.name, base)
+
+    def _check_user_mounts(self) -> None:
+        """A user's mount must not hide what the plugin mounts or writes on every node."""
+        if self.base is None:
+            return
+        ours = {posixpath.normpath(m.container_path) for c in self.contributions for m in c.extra_mounts}
+        for i, node in enumerate(self.base.document.get("nodes") or []):
+            for j, mount in enumerate(node.get("extraMounts") or []):
+                target = posixpath.normpath(str(mount.get("containerPath", "")))
+                where = f"kind config {self.base.origin}: nodes[{i}].extraMounts[{j}].containerPath"
+                if target in ours:
+                    raise KindConfigError(
+                        f"{where}: {target} is where a selected strategy mounts its own file "
+                        "(node_config: kubelet's credentials); remove this mount or that strategy"
+                    )
+                if target == CERTS_D or CERTS_D.startswith(target.rstrip("/") + "/"):
+                    raise KindConfigError(
+                        f"{where}: {target} would hide {CERTS_D}, where pytest-kindreg writes each registry's "
+                        f"hosts.toml; mount single registries' directories ({CERTS_D}/<host>) instead"
+                    )
 
     @staticmethod
     def _check_mount(mount: ExtraMount, source: str, seen: dict[str, tuple[ExtraMount, str]]) -> None:
@@ -183,24 +345,31 @@ class KindClusterConfig:
                     patches.append(patch)
         return patches
 
+    def node_images(self) -> list[str]:
+        """Every node image the rendered config names (empty: kind's default image only)."""
+        images = [node.get("image") for node in self.to_dict()["nodes"]]
+        return sorted({image for image in images if image})
+
     def to_dict(self) -> dict[str, Any]:
         mounts = self._mounts()
-        nodes: list[dict[str, Any]] = []
-        for role in ["control-plane"] + ["worker"] * self.workers:
-            node: dict[str, Any] = {"role": role}
+        doc: dict[str, Any] = {"kind": "Cluster", "apiVersion": API_VERSION, "name": self.name}
+        user = copy.deepcopy(dict(self.base.document)) if self.base is not None else {}
+        # The user's keys in the user's order (name excepted: see resolve_cluster_name).
+        doc.update((key, value) for key, value in user.items() if key not in doc)
+        nodes: list[dict[str, Any]] = user.get("nodes") or [
+            {"role": "control-plane"},
+            *({"role": "worker"} for _ in range(self.workers or 0)),
+        ]
+        for node in nodes:
             if self.node_image is not None:
-                node["image"] = self.node_image
+                node.setdefault("image", self.node_image)  # a node's own image wins
             # Credentials and certs must be on every node: any of them may be scheduled to pull.
             if mounts:
-                node["extraMounts"] = [dict(m) for m in mounts]
-            nodes.append(node)
-        return {
-            "kind": "Cluster",
-            "apiVersion": API_VERSION,
-            "name": self.name,
-            "nodes": nodes,
-            "containerdConfigPatches": self._patches(),
-        }
+                node["extraMounts"] = [*node.get("extraMounts", []), *(dict(m) for m in mounts)]
+        doc["nodes"] = nodes
+        user_patches = list(user.get("containerdConfigPatches") or [])
+        doc["containerdConfigPatches"] = user_patches + [p for p in self._patches() if p not in user_patches]
+        return doc
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

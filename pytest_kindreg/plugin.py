@@ -21,6 +21,7 @@ from pytest_kindreg.cluster import KindCluster, kind_available
 from pytest_kindreg.docker_engine import RunIdentity, docker_available, docker_client
 from pytest_kindreg.environment import KindRegistryEnvironment
 from pytest_kindreg.errors import ImageMissingError, KindregError, MissingRequirementError, UnknownStrategyError
+from pytest_kindreg.kind_config import KindConfigSource, load_kind_config
 from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.settings import Settings, add_options
@@ -124,6 +125,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"kindreg: registry image {settings.registry_image}, node image {settings.node_image or 'kind default'}, "
         f"cluster {settings.cluster_name or 'kindreg-<run id>'} "
         f"({'reuse' if settings.reuse_cluster else 'new'}{', kept' if settings.keep_cluster else ''}), "
+        f"kind config {settings.kind_config.origin if settings.kind_config else 'none'}, "
         f"required: {required}"
     ]
 
@@ -217,17 +219,25 @@ def _xdist_shared(config: pytest.Config, settings: Settings) -> bool:
 
 
 def _new_environment(
-    strategies: list[str], settings: Settings, identity: RunIdentity, config: pytest.Config
+    strategies: list[str],
+    settings: Settings,
+    identity: RunIdentity,
+    config: pytest.Config,
+    kind_config: KindConfigSource | None,
 ) -> KindRegistryEnvironment:
-    cluster_name = settings.cluster_name
+    user_config = load_kind_config(kind_config) if kind_config is not None else None
+    cluster_name = settings.cluster_name or (user_config.name if user_config is not None else None)
     workerinput = getattr(config, "workerinput", None)
     if cluster_name and workerinput is not None and settings.xdist == "per-worker":
         cluster_name = f"{cluster_name}-{workerinput['workerid']}"
+        if user_config is not None and user_config.name:
+            user_config = user_config.renamed(cluster_name)
     return KindRegistryEnvironment(
         strategies,
         cluster_name=cluster_name,
         node_image=settings.node_image,
         workers=settings.workers,
+        kind_config=user_config,
         kind_bin=settings.kind_bin,
         registry_image=settings.registry_image,
         keep_cluster=settings.keep_cluster,
@@ -243,11 +253,23 @@ def _started(environment: KindRegistryEnvironment) -> KindRegistryEnvironment:
 
 
 @pytest.fixture(scope="session")
+def kindreg_kind_config(kindreg_settings: Settings) -> KindConfigSource | None:
+    """Your kind v1alpha4 ``Cluster`` config, the base of the session cluster's config: a YAML
+    file's path, a dict, or None (one control-plane node plus ``--kindreg-workers``).
+
+    By default ``--kindreg-kind-config`` / ini ``kindreg_kind_config``; override this fixture to
+    build the config in code.
+    """
+    return kindreg_settings.kind_config
+
+
+@pytest.fixture(scope="session")
 def kindreg_environment(
     pytestconfig: pytest.Config,
     kindreg_settings: Settings,
     kindreg_docker: Any,
     kindreg_identity: RunIdentity,
+    kindreg_kind_config: KindConfigSource | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[KindRegistryEnvironment]:
     """The registries of every strategy the collected tests use, and ONE cluster for all of them.
@@ -269,7 +291,9 @@ def kindreg_environment(
             tmp_path_factory.getbasetemp().parent / "kindreg-shared",
             "environment",
             Sharing(
-                create=lambda: _started(_new_environment(strategies, kindreg_settings, identity, pytestconfig)),
+                create=lambda: _started(
+                    _new_environment(strategies, kindreg_settings, identity, pytestconfig, kindreg_kind_config)
+                ),
                 export=KindRegistryEnvironment.export_state,
                 attach=KindRegistryEnvironment.attach,
                 close=KindRegistryEnvironment.close,
@@ -278,8 +302,10 @@ def kindreg_environment(
         )
         acquire, release = shared.acquire, shared.release
     else:
-        own = _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig)
-        acquire, release = (lambda: _started(own)), KindRegistryEnvironment.close
+        acquire = lambda: _started(  # noqa: E731 - the same shape as the shared branch
+            _new_environment(strategies, kindreg_settings, kindreg_identity, pytestconfig, kindreg_kind_config)
+        )
+        release = KindRegistryEnvironment.close
     missing: MissingRequirementError | None = None
     failed: KindregError | None = None
     try:

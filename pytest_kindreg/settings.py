@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_kindreg.errors import KindConfigError
+from pytest_kindreg.kind_config import KindClusterConfig, UserKindConfig, load_kind_config, resolve_cluster_name
 from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
 
 REQUIREMENTS = ("docker", "kind")
@@ -68,10 +71,15 @@ def add_options(parser: pytest.Parser) -> None:
     option("kindreg_node_image", "string", "kind node image, e.g. kindest/node:v1.33.1 (default: kind's)")
     option("kindreg_cluster_name", "string", "kind cluster name (default: kindreg-<run id>)")
     option(
+        "kindreg_kind_config",
+        "string",
+        "your kind v1alpha4 Cluster config (YAML) as the base of the cluster's config; in the ini file, "
+        "relative to the ini file's directory",
+    )
+    option(
         "kindreg_workers",
         "string",
-        "number of worker nodes besides the control plane (default 0)",
-        default="0",
+        "number of worker nodes besides the control plane (default 0; not with a kind config that lists nodes)",
     )
     option("kindreg_keep_cluster", "bool", "keep the cluster after the run", default=False, action="store_true")
     option(
@@ -101,7 +109,8 @@ class Settings:
     kind_bin: str | None = None
     node_image: str | None = None
     cluster_name: str | None = None
-    workers: int = 0
+    workers: int | None = None
+    kind_config: UserKindConfig | None = None
     keep_cluster: bool = False
     reuse_cluster: bool = False
     xdist: str = "shared"
@@ -121,14 +130,25 @@ class Settings:
             raise pytest.UsageError(
                 f"{sorted(unknown)[0]!r} is not a valid kindreg_require value. Valid values: {', '.join(REQUIREMENTS)}"
             )
-        try:
-            workers = int(get("kindreg_workers"))
-            if workers < 0:
-                raise ValueError
-        except ValueError:
-            raise pytest.UsageError(
-                f"--kindreg-workers takes a whole number >= 0, not {get('kindreg_workers')!r}"
-            ) from None
+        workers_text = get("kindreg_workers")
+        workers: int | None = None
+        if workers_text not in (None, ""):
+            try:
+                workers = int(workers_text)
+                if workers < 0:
+                    raise ValueError
+            except ValueError:
+                raise pytest.UsageError(f"--kindreg-workers takes a whole number >= 0, not {workers_text!r}") from None
+        cluster_name = get("kindreg_cluster_name") or None
+        node_image = get("kindreg_node_image") or None
+        kind_config = _kind_config(config)
+        if kind_config is not None:
+            try:
+                resolve_cluster_name(cluster_name, kind_config, "--kindreg-cluster-name")
+                # The name only matters for the checks against workers and the config's name.
+                KindClusterConfig(name=kind_config.name or cluster_name or "check", workers=workers, base=kind_config)
+            except KindConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
         xdist = str(get("kindreg_xdist"))
         if xdist not in ("shared", "per-worker"):
             raise pytest.UsageError(f"{xdist!r} is not a valid kindreg_xdist mode. Valid modes: shared, per-worker")
@@ -141,9 +161,27 @@ class Settings:
             registry_image=str(get("kindreg_registry_image")),
             test_image=str(get("kindreg_test_image")),
             kind_bin=get("kindreg_kind_bin") or os.environ.get("KIND") or None,
-            node_image=get("kindreg_node_image") or None,
-            cluster_name=get("kindreg_cluster_name") or None,
+            node_image=node_image,
+            cluster_name=cluster_name,
             workers=workers,
+            kind_config=kind_config,
             keep_cluster=bool(get("kindreg_keep_cluster")) or bool(get("kindreg_reuse_cluster")),
             reuse_cluster=bool(get("kindreg_reuse_cluster")),
         )
+
+
+def _kind_config(config: pytest.Config) -> UserKindConfig | None:
+    """The user's kind config: ``--kindreg-kind-config`` (relative to where pytest was invoked),
+    else ini ``kindreg_kind_config`` (relative to the ini file), read and checked now, before
+    anything is created. A bad one is a usage error naming the file and the key."""
+    value = config.getoption("kindreg_kind_config", default=None)
+    base = config.invocation_params.dir
+    if value is None:
+        value = config.getini("kindreg_kind_config")
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+    if not value:
+        return None
+    try:
+        return load_kind_config(Path(base) / os.path.expanduser(str(value)))
+    except KindConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
