@@ -27,6 +27,8 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 # shellcheck source=lab/host.sh
 . scripts/lab/host.sh
+# shellcheck source=venv.sh
+. scripts/venv.sh
 
 LAB=${KINDREG_LAB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kindreg-lab}
 K8S_VERSION=v1.32.13
@@ -508,7 +510,8 @@ case "${1:-build}" in
         if [ "${1:-}" = --variant ]; then variant=$2; shift 2; fi
         docker image inspect "$(variant_image "$variant")" >/dev/null 2>&1 || die "no lab image for $variant: run scripts/kind-lab.sh build"
         read -ra opts <<<"$(options_line "$variant")"
-        guard python3 -m pytest "${opts[@]}" "$@" ;;
+        py=$(kindreg_python) || exit 1
+        guard "$py" -m pytest "${opts[@]}" "$@" ;;
     guard) shift; guard "$@" ;;
     variants) printf '%s\n' "${VARIANTS[@]}" ;;
     *) die "unknown command $1 (build, options, pytest, variants, guard)" ;;

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lab/host.sh
 . scripts/lab/host.sh
+# shellcheck source=venv.sh
+. scripts/venv.sh
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -99,11 +101,24 @@ bash pytest_kindreg/data/build-images.sh
 if [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debian-archive-keyring >/dev/null || true
 fi
-python3 -m tests.integration.containerd_harness fetch \
+
+# The package and its test/lint extras go into a virtualenv, never into the system interpreter:
+# the active one ($VIRTUAL_ENV), else .venv in this checkout (created here).
+venv=$(kindreg_venv)
+if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating the virtualenv $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        # Debian's python3 needs python3-venv for ensurepip.
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+fi
+"$venv/bin/python" -m tests.integration.containerd_harness fetch \
     || echo "setup: note: could not fetch the containerd binaries or kind's node config (see above)"
 # --- containerd binaries for the config tests (end) ---
-python3 -m pip install -q -e ".[test,lint]" 2>&1 | grep -v "Running pip as the 'root' user" || true
-python3 -c "import pytest_kindreg" && echo "setup: done"
+"$venv/bin/python" -m pip install -q -e ".[test,lint]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$venv/bin/python" -c "import pytest_kindreg" && echo "setup: done (virtualenv: $venv)"
 # The offline kind lab: node images built here, since none can be pulled (scripts/kind-lab.sh).
 if [ "${KINDREG_SKIP_LAB:-0}" = 1 ]; then
     echo "setup: KINDREG_SKIP_LAB=1: no kind lab; kind-level tests and examples need kind and a node image of your own"

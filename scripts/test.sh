@@ -8,12 +8,15 @@
 # Needs scripts/setup.sh first (Docker engine, images, the kind lab).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=venv.sh
+. scripts/venv.sh
+PY=$(kindreg_python)
 
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 
 counts() {  # counts JUNIT-XML: "tests failures errors skipped" of one pytest run
-    python3 - "$1" <<'EOF'
+    "$PY" - "$1" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
 
@@ -47,7 +50,7 @@ stage() {  # stage NAME SKIPS-ALLOWED PYTEST-COMMAND...
 }
 
 extra=("$@")
-stage suite yes python3 -m pytest tests --ignore=tests/e2e --kindreg-require docker
+stage suite yes "$PY" -m pytest tests --ignore=tests/e2e --kindreg-require docker
 for variant in $(bash scripts/kind-lab.sh variants); do
     stage "lab-$variant" no bash scripts/kind-lab.sh pytest --variant "$variant" tests/e2e examples --kindreg-strict -p no:cacheprovider -rs
 done
