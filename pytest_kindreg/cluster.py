@@ -195,6 +195,7 @@ class KindCluster(DockerNodes):
     def create(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
         """Create the cluster from ``config`` (see :meth:`cluster_config`) and wait until it is healthy."""
         config = self.cluster_config(config)
+        config.check_host_paths()
         # A node image containerd cannot run with our config_path patch fails here, in one message,
         # instead of as a cluster that never comes up.
         for image in config.node_images():

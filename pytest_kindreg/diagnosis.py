@@ -16,7 +16,7 @@ import difflib
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,18 +453,28 @@ def _runtime_findings(
     reported_missing: set[str],
     namespace: str,
     findings: _Findings,
+    cached: set[str],
 ) -> None:
     for symptom in symptoms:
         text, image = symptom.text, symptom.image or default_image
         host, what = _describe(image)
         certs_d = f"/etc/containerd/certs.d/{host}/hosts.toml"
+        on_node = image is not None and _normalized(image) in cached
 
         if symptom.reason == "ErrImageNeverPull" or "ErrImageNeverPull" in text:
-            findings.add(
-                _R_IMAGE,
-                f"{what} is not present on the node and imagePullPolicy is Never (ErrImageNeverPull): "
-                "load it first (`kind load docker-image`) or allow pulls (IfNotPresent).",
-            )
+            if on_node:
+                findings.add(
+                    _R_IMAGE,
+                    f"{what} IS on the node, but kubelet did not let this pod use it (ErrImageNeverPull): "
+                    f"{_REVERIFIED} With imagePullPolicy Never kubelet cannot pull it again with this pod's "
+                    f"credentials: give the pod a pull secret for {host} and allow pulls (IfNotPresent).",
+                )
+            else:
+                findings.add(
+                    _R_IMAGE,
+                    f"{what} is not present on the node and imagePullPolicy is Never (ErrImageNeverPull): "
+                    "load it first (`kind load docker-image`) or allow pulls (IfNotPresent).",
+                )
         if symptom.reason == "InvalidImageName":
             findings.add(_R_IMAGE, f"{what} is not a valid image reference (InvalidImageName): fix the spec.")
         if symptom.reason == "FailedToRetrieveImagePullSecret":
@@ -560,6 +570,13 @@ def _runtime_findings(
                 f"the registry {host} denied {what} (insufficient_scope): the credentials lack pull access "
                 "to that repository, or it does not exist.",
             )
+        if "no basic auth credentials" in text and on_node:
+            findings.add(
+                _R_NO_CREDS - 1,
+                f"{what} is already on the node, yet kubelet pulled it again for this pod and the registry "
+                f"{host} got no credentials: {_REVERIFIED} This pod must bring its own: a pull secret keyed "
+                f"on {host} (or node credentials for it).",
+            )
         if "no basic auth credentials" in text:
             if not pull_secrets:
                 why = "the pod has no imagePullSecrets"
@@ -580,6 +597,25 @@ def _runtime_findings(
             )
 
 
+_REVERIFIED = (
+    "kubelet re-verifies credentials for images already on a node (KEP-2535, feature gate "
+    "KubeletEnsureSecretPulledImages, on by default from Kubernetes 1.35): the copy on the node was "
+    "pulled by kubelet with another pod's pull secret (or is a side-loaded image with the same ID), "
+    "and this pod has no matching credentials."
+)
+
+
+def _normalized(image: str) -> str:
+    """An image reference as containerd names it: docker.io/library/ for short names, :latest when untagged."""
+    name, digest = image.split("@", 1) if "@" in image else (image, "")
+    first = name.split("/", 1)[0]
+    if "/" not in name or not is_registry_host(first):
+        name = f"{_DOCKER_HUB}/{name if '/' in name else 'library/' + name}"
+    if not digest and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return f"{name}@{digest}" if digest else name
+
+
 # --------------------------------------------------------------------------------------------------
 # Public entry points
 
@@ -589,11 +625,15 @@ def diagnose_pull_failure(
     secrets: Sequence[Any],
     events: Sequence[Any],
     other_namespace_secrets: Mapping[str, Sequence[str]] | None = None,
+    cached_images: Collection[str] = (),
 ) -> list[str]:
     """Likely causes of an image pull failure, most likely first; ``[]`` if nothing matches.
 
     ``secrets`` are the Secrets of the pod's namespace, ``events`` the pod's events, and
     ``other_namespace_secrets`` maps a secret name to other namespaces holding a secret of that name.
+    ``cached_images`` are the pod's images that are already on its node (``crictl inspecti``, or
+    the node's ``status.images`` names): a pull refused for one of them is kubelet re-verifying
+    credentials (KEP-2535).
     """
     namespace = _pod_namespace(pod)
     elsewhere = other_namespace_secrets or {}
@@ -642,6 +682,7 @@ def diagnose_pull_failure(
         missing,
         namespace,
         findings,
+        {_normalized(image) for image in cached_images},
     )
     return findings.texts()
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from pytest_kindreg.cluster import KindCluster, find_kind
 from pytest_kindreg.containerd import CERTS_D
+from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
-from pytest_kindreg.errors import KindregError
+from pytest_kindreg.errors import KindregError, first_line
 from pytest_kindreg.registry import BUILD_HINT, DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
 from pytest_kindreg.tempdirs import make_temp_dir
 
@@ -96,13 +97,15 @@ def run_checks(
 
 
 def _cluster_checks(cluster: str, kind: str) -> list[Check]:
-    """containerd in each node of an existing cluster: does its CRI plugin read certs.d?"""
+    """Each node of an existing cluster: does containerd's CRI plugin read certs.d, and which
+    kubelet, with which image credential verification (KEP-2535), runs there?"""
     checks: list[Check] = []
     workdir = make_temp_dir(RunIdentity(), "kindreg-doctor")  # KindCluster's files; removed after
     try:
         kc = KindCluster(cluster, kind_bin=kind, workdir=workdir)
         if not kc.exists():
             return [Check("warn", f"cluster {cluster}", "does not exist")]
+        write_private_file(kc.kubeconfig, kc.kind("get", "kubeconfig", "--name", cluster))
         for node in kc.nodes():
             version = ".".join(map(str, kc.containerd_version(node)))
             config_version, paths = kc.containerd_config(node)
@@ -115,8 +118,25 @@ def _cluster_checks(cluster: str, kind: str) -> list[Check]:
                     "" if ok else "recreate the cluster with pytest-kindreg's config_path patch",
                 )
             )
+            checks.append(_kubelet_check(kc, node))
     except (KindregError, ValueError) as exc:
         checks.append(Check("FAIL", f"cluster {cluster}", str(exc)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return checks
+
+
+def _kubelet_check(cluster: KindCluster, node: str) -> Check:
+    """The kubelet's version and live verification policy, from the API server (never guessed)."""
+    from pytest_kindreg.kubelet import credential_verification
+
+    try:
+        verification = credential_verification(cluster.api_client(), node)
+    except Exception as exc:
+        return Check(
+            "warn",
+            f"kubelet in {node}",
+            f"cannot read its live configuration through the API server: {first_line(exc)}",
+            f"check `kubectl get --raw /api/v1/nodes/{node}/proxy/configz`",
+        )
+    return Check("ok", f"kubelet in {node}", verification.describe())

@@ -123,7 +123,8 @@ class KindRegistryEnvironment:
 
     def _start(self) -> None:
         self._docker = docker_client()
-        # First: a node image that cannot work fails before any registry or cluster exists.
+        # First: a node image or a mount that cannot work fails before any registry or cluster exists.
+        self._base_config.check_host_paths()
         for image in self._base_config.node_images():
             check_node_image(self._docker, image)
         register_run(self.identity, cluster=self.cluster_name, keep_cluster=self.keep_cluster, cluster_created=False)

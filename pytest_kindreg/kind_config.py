@@ -345,6 +345,22 @@ class KindClusterConfig:
                     patches.append(patch)
         return patches
 
+    def check_host_paths(self) -> None:
+        """Raise if a user's mount names a host path that does not exist now: Docker would create an
+        empty directory in its place and the node would see nothing. Checked just before creation,
+        since a session fixture may create the path first."""
+        if self.base is None:
+            return
+        for i, node in enumerate(self.base.document.get("nodes") or []):
+            for j, mount in enumerate(node.get("extraMounts") or []):
+                host_path = str(mount.get("hostPath", ""))
+                if not os.path.exists(host_path):
+                    raise KindConfigError(
+                        f"kind config {self.base.origin}: nodes[{i}].extraMounts[{j}].hostPath: {host_path!r} does "
+                        f"not exist (a relative hostPath is resolved against the working directory, {os.getcwd()}, "
+                        "as kind does); create it first, or fix the path"
+                    )
+
     def node_images(self) -> list[str]:
         """Every node image the rendered config names (empty: kind's default image only)."""
         images = [node.get("image") for node in self.to_dict()["nodes"]]

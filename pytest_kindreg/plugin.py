@@ -31,6 +31,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 MARKER = "kindreg_strategy"
 FIXTURE = "kind_private_registry"
+ENVIRONMENT_FIXTURES = frozenset({"kindreg_environment", "kind_cluster", "kube_client"})
 settings_key = pytest.StashKey[Settings]()
 needed_key = pytest.StashKey[set[str]]()
 summary_key = pytest.StashKey[list[str]]()
@@ -48,7 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(*names): run the test once per named auth strategy ({', '.join(STRATEGY_NAMES)}); "
-        "the kind_private_registry fixture applies it",
+        "the kind_private_registry fixture applies it. On a test that uses kindreg_environment, "
+        "kind_cluster or kube_client without kind_private_registry, it names the strategies the test needs",
     )
     settings = Settings.from_config(config)
     for names in (settings.strategies_selected, settings.default_strategies):
@@ -111,8 +113,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         selected.append(item)
         if strategy:
             config.stash[needed_key].add(strategy)
-        elif "kind_cluster" in getattr(item, "fixturenames", ()) or "kube_client" in getattr(item, "fixturenames", ()):
-            config.stash[needed_key].update(settings.default_strategies)
+        elif ENVIRONMENT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            # Without kind_private_registry the marker is not a parametrization: it names the
+            # strategies whose registries the test uses through the environment.
+            definition = getattr(item, "definition", item)
+            config.stash[needed_key].update(_strategies_for(definition, settings))
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

@@ -7,6 +7,7 @@ import contextlib
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +181,11 @@ class KindPrivateRegistry:
         name: str | None = None,
         command: list[str] | None = None,
         patch: PodPatch | None = None,
+        node_name: str | None = None,
+        node_selector: Mapping[str, str] | None = None,
     ) -> Any:
+        """A pod that runs ``image`` with the strategy applied; ``node_name`` or ``node_selector``
+        pin it (e.g. to a labelled worker of your kind config)."""
         from kubernetes import client
 
         patch = self.pod_patch if patch is None else patch
@@ -197,6 +202,8 @@ class KindPrivateRegistry:
                 image_pull_secrets=[client.V1LocalObjectReference(name=n) for n in patch.image_pull_secrets] or None,
                 restart_policy="Never",
                 termination_grace_period_seconds=0,
+                node_name=node_name,
+                node_selector=dict(node_selector) if node_selector else None,
             ),
         )
 
@@ -233,7 +240,21 @@ class KindPrivateRegistry:
                         elsewhere.setdefault(secret.metadata.name, []).append(secret.metadata.namespace)
         if events is None:
             events = self.events(pod.metadata.name)
-        return diagnose_pull_failure(pod, secrets_here, events, elsewhere)
+        return diagnose_pull_failure(pod, secrets_here, events, elsewhere, self._cached_images(pod))
+
+    def _cached_images(self, pod: Any) -> list[str]:
+        """The pod's images that are already on its node: kubelet refusing one is KEP-2535's doing."""
+        node = pod.spec.node_name
+        if not node:
+            return []
+        cached = []
+        for container in pod.spec.containers or []:
+            try:
+                self.cluster.exec(node, ["crictl", "inspecti", "-q", container.image])
+            except KindregError:
+                continue  # not on the node (or the node is gone): nothing to add
+            cached.append(container.image)
+        return cached
 
     def run_pod(
         self,
@@ -243,13 +264,17 @@ class KindPrivateRegistry:
         command: list[str] | None = None,
         timeout: float = 180.0,
         patch: PodPatch | None = None,
+        node_name: str | None = None,
+        node_selector: Mapping[str, str] | None = None,
     ) -> Any:
         """Create a pod with the strategy applied and wait until it is Running (or already Succeeded).
 
         On failure raises :class:`PodStartError` with the pod's events (e.g. ``ErrImagePull ...
         401 Unauthorized``) and the likely causes.
         """
-        manifest = self.pod_manifest(image, name=name, command=command, patch=patch)
+        manifest = self.pod_manifest(
+            image, name=name, command=command, patch=patch, node_name=node_name, node_selector=node_selector
+        )
         self.core.create_namespaced_pod(self.namespace, manifest)
         pod, failure = self._wait_pod(manifest.metadata.name, timeout)
         if failure is None:
@@ -271,6 +296,8 @@ class KindPrivateRegistry:
         patch: PodPatch | None = None,
         timeout: float = 180.0,
         pattern: re.Pattern[str] | None = None,
+        node_name: str | None = None,
+        node_selector: Mapping[str, str] | None = None,
     ) -> PullRefusal:
         """Create a pod that must NOT be able to pull ``image``; returns the refusal the node saw.
 
@@ -278,7 +305,7 @@ class KindPrivateRegistry:
         """
         pattern = pattern or self.strategy.refusal
         try:
-            pod = self.run_pod(image, patch=patch, timeout=timeout)
+            pod = self.run_pod(image, patch=patch, timeout=timeout, node_name=node_name, node_selector=node_selector)
         except PodStartError as exc:
             text = "\n".join(exc.events) + "\n" + str(exc)
             match = pattern.search(text)
@@ -293,14 +320,16 @@ class KindPrivateRegistry:
             "something else supplied them (node cache, another strategy's credentials)"
         )
 
-    def negative_control(self, local_image: str) -> PullRefusal:
+    def negative_control(
+        self, local_image: str, *, node_name: str | None = None, node_selector: Mapping[str, str] | None = None
+    ) -> PullRefusal:
         """Push ``local_image`` under a fresh tag and prove that, with this strategy's credentials
         removed, nodes cannot pull it (recognised from the pod's events)."""
         src_repo, _tag = split_reference(local_image)
         repository = f"{self.namespace}/{src_repo.rsplit('/', 1)[-1]}-negative"
         fresh = self.registry.push(local_image, repository=repository, tag=f"neg-{secrets.token_hex(4)}")
         reference, patch = self.strategy.negative_control(self.context, fresh)
-        return self.expect_pull_refused(reference, patch=patch)
+        return self.expect_pull_refused(reference, patch=patch, node_name=node_name, node_selector=node_selector)
 
     def rotate_credentials(self) -> Any:
         """access_token only: fetch a fresh token, write it to the nodes, restart kubelet."""

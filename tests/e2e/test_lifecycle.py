@@ -17,6 +17,7 @@ import pytest
 from pytest_kindreg import KindCluster
 from pytest_kindreg.cluster import find_kind
 from pytest_kindreg.docker_engine import LABEL_MANAGED
+from pytest_kindreg.kubelet import credential_verification
 from pytest_kindreg.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -115,6 +116,23 @@ def test_keep_then_reuse_the_cluster(
     second.stdout.fnmatch_lines(["*reus*"])
     print(f"reuse run: {time.monotonic() - started:.1f} s")
 
+    # A kept cluster is never silently reused for another config: the message says what differs.
+    (pytester.path / "kind.yaml").write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  podSubnet: 10.230.0.0/16\n"
+    )
+    third = pytester.runpytest_subprocess(
+        *kind_options, f"--kindreg-cluster-name={name}", "--kindreg-reuse-cluster", "--kindreg-kind-config=kind.yaml"
+    )
+    third.assert_outcomes(errors=4)
+    third.stdout.fnmatch_lines(
+        [
+            f"*cluster '{name}' exists but was not created with the configuration this run needs*"
+            f"kind config {pytester.path / 'kind.yaml'}*",
+            '*networking: recorded absent, needed {"podSubnet": "10.230.0.0/16"}*',
+        ]
+    )
+    assert name in _clusters(kind), "a refused reuse must leave the kept cluster alone"
+
 
 def test_xdist_workers_share_one_cluster(
     pytester: pytest.Pytester, kind_options: list[str], pytestconfig: pytest.Config, tmp_path: Path, kindreg_docker: Any
@@ -198,3 +216,8 @@ def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster) -> No
     assert all(line.startswith("[  ok]") for line in lines), result.stdout
     assert f"{major}.{minor}." in "\n".join(lines), result.stdout
     assert "/etc/containerd/certs.d" in result.stdout
+    # Each node's kubelet: its version and its live credential verification policy (/configz).
+    for name in kind_cluster.nodes():
+        expected = credential_verification(kind_cluster.api_client(), name)
+        assert f"[  ok] kubelet in {name}: {expected.describe()}" in result.stdout, result.stdout
+        assert expected.kubelet_version in expected.describe()

@@ -286,3 +286,35 @@ def test_port_in_use_is_one_actionable_message(pytester: pytest.Pytester, kindre
     result.stdout.fnmatch_lines(
         ["*PortInUseError: port 127.0.0.1:* is already in use; choose another port or leave it unset*"]
     )
+
+
+def test_marker_on_a_test_without_the_workspace_names_the_strategies_it_needs(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_kindreg.plugin import needed_key
+
+        def pytest_collection_finish(session):
+            print("NEEDED", sorted(session.config.stash[needed_key]))
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kindreg_strategy("certificate", "side_load")
+        def test_env(kindreg_environment):
+            pass
+
+        def test_cluster(kind_cluster):
+            pass
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q", "-s")
+    result.stdout.fnmatch_lines(["NEEDED ['certificate', 'pull_secret', 'side_load']"])
+    assert "test_env[" not in result.stdout.str()  # not parametrized
+    pytester.makepyfile(
+        'import pytest\n\n@pytest.mark.kindreg_strategy("certficate")\ndef test_env(kind_cluster):\n    pass\n'
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'certficate' is not a valid kindreg strategy*"])

@@ -490,3 +490,48 @@ def test_pull_failure_reason_sees_init_containers() -> None:
 @pytest.mark.parametrize("statuses", [None, [running()], [waiting("ContainerCreating")]])
 def test_pull_failure_reason_none_while_starting_or_running(statuses: list[Any] | None) -> None:
     assert pull_failure_reason(make_pod(statuses=statuses)) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# KEP-2535: kubelet re-verifies credentials for images already on the node (Kubernetes >= 1.35)
+
+
+def test_refused_pull_of_an_image_on_the_node_is_kubelet_reverifying() -> None:
+    # A pod without a pull secret asks for an image kubelet pulled for another pod with one.
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
+    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=[IMAGE])
+    assert "already on the node" in causes[0]
+    assert "KEP-2535" in causes[0] and "KubeletEnsureSecretPulledImages" in causes[0]
+    assert f"pull secret keyed on {HOST}" in causes[0]
+    assert any("the pod has no imagePullSecrets" in c for c in causes[1:])  # the plain cause stays
+
+
+def test_refused_pull_of_an_image_not_on_the_node_is_not_blamed_on_kep2535() -> None:
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
+    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=["127.0.0.1:5001/other:1"])
+    assert not any("KEP-2535" in c for c in causes)
+    assert "no credentials reached the registry" in causes[0]
+
+
+def test_never_pull_of_an_image_that_is_on_the_node() -> None:
+    message = f'Container image "{IMAGE}" is not present with pull policy of Never'
+    pod = make_pod(pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message)])
+    causes = diagnose_pull_failure(pod, [], [event("ErrImageNeverPull", message)], cached_images=[IMAGE])
+    assert causes[0].startswith(f"image '{IMAGE}' IS on the node")
+    assert "KEP-2535" in causes[0]
+    assert not any("not present on the node" in c for c in causes)
+
+
+@pytest.mark.parametrize(
+    ("pod_image", "node_name"),
+    [
+        ("busybox:1.36", "docker.io/library/busybox:1.36"),
+        ("team/app", "docker.io/team/app:latest"),
+        ("127.0.0.1:5001/app@sha256:" + "a" * 64, "127.0.0.1:5001/app@sha256:" + "a" * 64),
+    ],
+)
+def test_cached_images_match_as_containerd_names_them(pod_image: str, node_name: str) -> None:
+    message = f'Container image "{pod_image}" is not present with pull policy of Never'
+    pod = make_pod(image=pod_image, pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message, image=pod_image)])
+    causes = diagnose_pull_failure(pod, [], [event("ErrImageNeverPull", message)], cached_images=[node_name])
+    assert "IS on the node" in causes[0]

@@ -315,3 +315,14 @@ def test_a_file_loads_with_its_path_as_origin(tmp_path: Path) -> None:
     assert repr(config) == f"<UserKindConfig {path}>"
     assert load_kind_config(config) is config
     assert load_kind_config(str(path)) == config
+
+
+def test_a_missing_host_path_is_refused_before_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = user_doc()
+    doc["nodes"][1]["extraMounts"][0]["hostPath"] = "data/here"
+    config = KindClusterConfig(name="x", base=UserKindConfig(doc))  # a fixture may create it later
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KindConfigError, match=r"nodes\[1\]\.extraMounts\[0\]\.hostPath: 'data/here' does not exist"):
+        config.check_host_paths()
+    (tmp_path / "data" / "here").mkdir(parents=True)
+    config.check_host_paths()
