@@ -228,14 +228,16 @@ class KindCluster(DockerNodes):
             raise
         self.kubeconfig.chmod(0o600)
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
+        # kind's --wait covers the control plane only: workers may still be registering.
+        self._nodes = self._list_nodes()
         self.wait_healthy()
         self._record_fingerprint(config)
-        self._nodes = self._list_nodes()
 
     def reuse(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
         """Adopt an existing cluster, only if it is healthy and was made from the same config."""
         config = self.cluster_config(config)
         write_private_file(self.kubeconfig, self.kind("get", "kubeconfig", "--name", self.name))
+        self._nodes = self._list_nodes()
         problems = self.health_problems()
         if problems:
             raise ClusterError(
@@ -253,7 +255,6 @@ class KindCluster(DockerNodes):
                 f"`kind delete cluster --name {self.name}` or use another --kindreg-cluster-name."
             )
         self.reused = True
-        self._nodes = self._list_nodes()
 
     @staticmethod
     def _differences(recorded_yaml: str | None, config: KindClusterConfig) -> str:
@@ -292,6 +293,8 @@ class KindCluster(DockerNodes):
         return self._api_client
 
     def health_problems(self) -> list[str]:
+        """What keeps the cluster from being usable: /readyz, every node of the cluster registered
+        and Ready, the default ServiceAccount. Empty when healthy."""
         from kubernetes import client
 
         api = self.api_client()
@@ -301,9 +304,18 @@ class KindCluster(DockerNodes):
             if "ok" not in body:
                 problems.append(f"/readyz answered {body!r}")
             core = client.CoreV1Api(api)
-            for node in core.list_node().items:
+            registered = core.list_node().items
+            for node in registered:
                 if _ready_status(node.status) != "True":
                     problems.append(f"node {node.metadata.name} is not Ready")
+            missing = sorted(set(self.nodes()) - {node.metadata.name for node in registered})
+            if missing:
+                problems.append(f"node(s) {', '.join(missing)} not registered yet")
+            # A kubelet renews its lease once it is fully up; before, a restart cannot be judged by it.
+            leases = client.CoordinationV1Api(api).list_namespaced_lease("kube-node-lease").items
+            leaseless = sorted(set(self.nodes()) - {lease.metadata.name for lease in leases})
+            if leaseless:
+                problems.append(f"node(s) {', '.join(leaseless)} have no lease yet")
             core.read_namespaced_service_account("default", "default")
         except Exception as exc:
             problems.append(f"{type(exc).__name__}: {first_line(exc)}")
@@ -363,7 +375,14 @@ class KindCluster(DockerNodes):
         coordination = client.CoordinationV1Api(self.api_client())
 
         def renew_time() -> datetime.datetime | None:
-            lease = coordination.read_namespaced_lease(node, "kube-node-lease")
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                lease = coordination.read_namespaced_lease(node, "kube-node-lease")
+            except ApiException as exc:
+                if exc.status == 404:  # a kubelet restarted right after joining may not have made it yet
+                    return None
+                raise
             return lease.spec.renew_time if lease.spec else None
 
         self.exec(node, ["systemctl", "restart", "kubelet.service"])
