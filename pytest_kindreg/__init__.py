@@ -1,5 +1,7 @@
 """pytest-kindreg: kind clusters wired to a local private container registry."""
 
+from importlib.metadata import version as _version
+
 from pytest_kindreg.cluster import KindCluster
 from pytest_kindreg.credentials import Credentials
 from pytest_kindreg.docker_engine import RunIdentity
@@ -18,6 +20,9 @@ from pytest_kindreg.errors import (
 )
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.workspace import KindPrivateRegistry, PullRefusal
+
+# The version lives in pyproject.toml only; an installed package reports it from its metadata.
+__version__ = _version("pytest-kindreg")
 
 __all__ = [
     "ClusterError",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from importlib import resources
 
+from pytest_kindreg import __version__
+
 
 def _doctor(args: argparse.Namespace) -> int:
     from pytest_kindreg.doctor import run_checks
@@ -59,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
 
     parser = argparse.ArgumentParser(prog="kindreg", description="pytest-kindreg helper commands")
+    parser.add_argument("--version", action="version", version=f"pytest-kindreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     doctor = sub.add_parser("doctor", help="check Docker, kind, images and node containerd; say what to fix")
     doctor.add_argument("--kind-bin")
     doctor.add_argument("--node-image")
     doctor.add_argument("--registry-image", default=DEFAULT_IMAGE)
     doctor.add_argument("--test-image", default=DEFAULT_TEST_IMAGE)
-    doctor.add_argument("--cluster", help="also check containerd in this existing cluster's nodes")
+    doctor.add_argument("--cluster", help="also check each node's containerd and kubelet in this existing cluster")
     doctor.set_defaults(func=_doctor)
     cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind (never a live run's)")
     cleanup.add_argument("--dry-run", action="store_true")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. the plugin's own tests (unit, plugin, integration: a real Docker engine, registry and
-#      containerd), where a missing Docker engine is an error;
-#   2. on each kind lab variant (scripts/kind-lab.sh), the e2e tests and every example against
+#      containerd), where a missing Docker engine is an error, on the set-up's Python and then on
+#      Python 3.10 and 3.13 (KINDREG_OTHER_PYTHONS, scripts/other-pythons.sh);
+#   2. the built wheel, installed alone into a fresh virtualenv, running two examples on the lab
+#      (scripts/check-wheel.sh);
+#   3. on each kind lab variant (scripts/kind-lab.sh), the e2e tests and every example against
 #      real kind clusters, with --kindreg-strict; in this stage a skip is a failure.
 # Extra arguments go to every pytest run (e.g. -x, -k NAME).
 # Needs scripts/setup.sh first (Docker engine, images, the kind lab).
@@ -51,6 +54,13 @@ stage() {  # stage NAME SKIPS-ALLOWED PYTEST-COMMAND...
 
 extra=("$@")
 stage suite yes "$PY" -m pytest tests --ignore=tests/e2e --kindreg-require docker
+# The same suites on the other Python versions the package claims (scripts/other-pythons.sh).
+for version in ${KINDREG_OTHER_PYTHONS-3.10 3.13}; do
+    stage "python$version" yes bash scripts/other-pythons.sh "$version"
+done
+# The built wheel, installed alone, runs a Docker-level and a kind-level example on the lab.
+read -ra lab_options <<<"$(bash scripts/kind-lab.sh options "$(bash scripts/kind-lab.sh variants | tail -n 1)")"
+stage wheel no bash scripts/kind-lab.sh guard bash scripts/check-wheel.sh "${lab_options[@]}" -rs
 for variant in $(bash scripts/kind-lab.sh variants); do
     stage "lab-$variant" no bash scripts/kind-lab.sh pytest --variant "$variant" tests/e2e examples --kindreg-strict -p no:cacheprovider -rs
 done
