@@ -39,6 +39,7 @@ command -v docker >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 || missi
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || missing+=(containerd)
 command -v file >/dev/null 2>&1 || missing+=(file)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if [ -f "$lab_sources" ]; then
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap/bookworm-backports)
     debian_kind_present || missing+=(kind/trixie)
@@ -47,7 +48,9 @@ fi
 if [ ${#missing[@]} -gt 0 ] || [ "$lab_sources_changed" = 1 ]; then
     echo "setup: installing ${missing[*]:-nothing new (apt lists refreshed)}"
     $SUDO apt-get update -qq
-    [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Without recommends: they would add what nobody here needs (criu and its python3-protobuf into
+    # the system Python, needrestart's apt hook, apparmor).
+    [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Debian's docker-registry package starts a registry service on :5000 on every interface;
@@ -98,9 +101,6 @@ bash pytest_kindreg/data/build-images.sh
 # ~/.cache/pytest-kindreg-test (never installed over the host's containerd), against kind's node
 # config from kind's Go module. Fetched once; on a machine without apt or network they skip (or
 # fail under --kindreg-require docker) and say why.
-if [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debian-archive-keyring >/dev/null || true
-fi
 
 # The package and its test/lint extras go into a virtualenv, never into the system interpreter:
 # the active one ($VIRTUAL_ENV), else .venv in this checkout (created here).
@@ -109,7 +109,7 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating the virtualenv $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
         # Debian's python3 needs python3-venv for ensurepip.
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
         rm -rf "$venv"
         python3 -m venv "$venv"
     fi
