@@ -192,8 +192,15 @@ class KindCluster(DockerNodes):
             return config
         return KindClusterConfig(name=self.name, base=None if config is None else load_kind_config(config))
 
-    def create(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
-        """Create the cluster from ``config`` (see :meth:`cluster_config`) and wait until it is healthy."""
+    def create(
+        self, config: KindClusterConfig | KindConfigSource | None = None, *, service_account: bool = True
+    ) -> None:
+        """Create the cluster from ``config`` (see :meth:`cluster_config`) and wait until it is healthy.
+
+        With ``service_account=False`` it returns once the nodes are usable (``/readyz``, every
+        node Ready with its lease), before the ``default`` ServiceAccount exists: the caller can
+        write into the nodes meanwhile, and must call :meth:`wait_healthy` before using it.
+        """
         config = self.cluster_config(config)
         config.check_host_paths()
         # A node image containerd cannot run with our config_path patch fails here, in one message,
@@ -230,7 +237,7 @@ class KindCluster(DockerNodes):
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         # kind's --wait covers the control plane only: workers may still be registering.
         self._nodes = self._list_nodes()
-        self.wait_healthy()
+        self.wait_healthy(service_account=service_account)
         self._record_fingerprint(config)
 
     def reuse(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
@@ -292,9 +299,9 @@ class KindCluster(DockerNodes):
             self._api_client = kube_config.new_client_from_config(config_file=str(self.kubeconfig))
         return self._api_client
 
-    def health_problems(self) -> list[str]:
-        """What keeps the cluster from being usable: /readyz, every node of the cluster registered
-        and Ready, the default ServiceAccount. Empty when healthy."""
+    def health_problems(self, *, service_account: bool = True) -> list[str]:
+        """What keeps the cluster from being usable: /readyz, every node of the cluster registered,
+        Ready and holding its lease, the default ServiceAccount. Empty when healthy."""
         from kubernetes import client
 
         api = self.api_client()
@@ -316,19 +323,21 @@ class KindCluster(DockerNodes):
             leaseless = sorted(set(self.nodes()) - {lease.metadata.name for lease in leases})
             if leaseless:
                 problems.append(f"node(s) {', '.join(leaseless)} have no lease yet")
-            core.read_namespaced_service_account("default", "default")
+            if service_account:
+                core.read_namespaced_service_account("default", "default")
         except Exception as exc:
             problems.append(f"{type(exc).__name__}: {first_line(exc)}")
         return problems
 
-    def wait_healthy(self, timeout: float = 180.0) -> None:
+    def wait_healthy(self, timeout: float = 180.0, *, service_account: bool = True) -> None:
         def check() -> None:
-            problems = self.health_problems()
+            problems = self.health_problems(service_account=service_account)
             if problems:
                 raise ClusterError("; ".join(problems))
 
+        what = "nodes Ready with their leases, default ServiceAccount" if service_account else "nodes Ready"
         wait_for(
-            f"cluster {self.name} to be healthy (/readyz, nodes Ready, default ServiceAccount)",
+            f"cluster {self.name} to be healthy (/readyz, {what})",
             check,
             timeout,
             # The default ServiceAccount comes 3-4 s after `kind create --wait` returns: a coarse

@@ -167,7 +167,9 @@ class KindRegistryEnvironment:
         else:
             # Recorded first: if this process dies during creation, the next run deletes it.
             register_run(self.identity, cluster_created=True)
-            cluster.create(config)
+            # The nodes are usable before the ServiceAccount controller has made `default`: wire
+            # them meanwhile, then wait for the whole cluster (below).
+            cluster.create(config, service_account=False)
         for ctx in self.contexts.values():
             ctx.cluster = cluster
         self._wire(cluster)
@@ -177,6 +179,8 @@ class KindRegistryEnvironment:
             for name, ctx in self.contexts.items():
                 self.progress(f"preparing nodes for {name}")
                 self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
+        if cluster.created:
+            cluster.wait_healthy()
 
     def _cluster_config(self, contributions: tuple[ClusterContribution, ...]) -> KindClusterConfig:
         return KindClusterConfig(
@@ -326,21 +330,28 @@ class KindRegistryEnvironment:
         for name, ctx in self.contexts.items():
             with contextlib.suppress(Exception):
                 self.strategies[name].cleanup(ctx)
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None and self.keep_cluster and (cluster.created or cluster.reused):
+            self.progress(f"keeping cluster {self.cluster_name} (kubeconfig {cluster.kubeconfig})")
+            cluster.created = False
+        # The registries and the cluster go side by side: neither needs the other any more.
+        stops: list[Callable[[], object]] = [ctx.registry.stop for ctx in self.contexts.values()]
+        if cluster is not None:
+            stops.append(functools.partial(self._delete_cluster, cluster))
         try:
-            _in_parallel([ctx.registry.stop for ctx in self.contexts.values()])
+            _in_parallel(stops)
         finally:
             self.contexts.clear()
-        if self.cluster is not None:
-            if self.keep_cluster and (self.cluster.created or self.cluster.reused):
-                self.progress(f"keeping cluster {self.cluster_name} (kubeconfig {self.cluster.kubeconfig})")
-                self.cluster.created = False
-            try:
-                self.cluster.delete()
-            finally:
-                if not self.keep_cluster:
-                    shutil.rmtree(self.cluster.workdir, ignore_errors=True)
-            self.cluster = None
+        # Only after a clean stop: otherwise the run record and its files let the reaper finish.
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         unregister_run(self.identity)
+
+    def _delete_cluster(self, cluster: KindCluster) -> None:
+        """Delete the cluster if this run made it and does not keep it; its files unless kept."""
+        try:
+            cluster.delete()
+        finally:
+            if not self.keep_cluster:
+                shutil.rmtree(cluster.workdir, ignore_errors=True)

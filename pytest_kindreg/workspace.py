@@ -50,6 +50,17 @@ def wait_for_service_account(core: Any, namespace: str, name: str = "default", t
     )
 
 
+def _pod_verdict(pod: Any) -> str | None:
+    """ "" when the pod runs (or already Succeeded: a short command ran, so the pull worked), a
+    failure reason when it failed or its image pull did, None while undecided."""
+    phase = pod.status.phase if pod.status else None
+    if phase in ("Running", "Succeeded"):
+        return ""
+    if phase == "Failed":
+        return "Failed"
+    return pull_failure_reason(pod)
+
+
 @dataclass(frozen=True)
 class PullRefusal:
     """A pull the registry refused, as the pod's events tell it."""
@@ -211,22 +222,49 @@ class KindPrivateRegistry:
         events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod_name}")
         return sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time or ""))
 
-    def _wait_pod(self, name: str, timeout: float) -> tuple[Any, str | None]:
-        """Wait until the pod runs or its image pull fails; (pod, failure reason or None)."""
+    def _wait_pod(self, name: str, timeout: float, resource_version: str | None = None) -> tuple[Any, str | None]:
+        """Wait until the pod runs or its image pull fails; (pod, failure reason or None).
+
+        Watches the pod from ``resource_version`` (its creation), so a change is seen when the
+        API server has it, not at the next poll; polls if the watch cannot be used.
+        """
         deadline = time.monotonic() + timeout
+        if resource_version:
+            with contextlib.suppress(Exception):  # e.g. 410 Gone: the poll below takes over
+                outcome = self._watch_pod(name, resource_version, deadline)
+                if outcome is not None:
+                    return outcome
         while True:
             pod = self.core.read_namespaced_pod(name, self.namespace)
-            phase = pod.status.phase if pod.status else None
-            if phase in ("Running", "Succeeded"):  # Succeeded: a short command ran, so the pull worked
-                return pod, None
-            if phase == "Failed":
-                return pod, "Failed"
-            failure = pull_failure_reason(pod)
-            if failure:
-                return pod, failure
+            verdict = _pod_verdict(pod)
+            if verdict is not None:
+                return pod, verdict or None
             if time.monotonic() > deadline:
                 return pod, "Timeout"
             time.sleep(POD_POLL_INTERVAL)
+
+    def _watch_pod(self, name: str, resource_version: str, deadline: float) -> tuple[Any, str | None] | None:
+        from kubernetes import watch
+
+        while time.monotonic() < deadline:
+            stream = watch.Watch()
+            remaining = max(1, int(deadline - time.monotonic()))
+            try:
+                for event in stream.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=resource_version,
+                    timeout_seconds=remaining,
+                ):
+                    pod = event["object"]
+                    resource_version = pod.metadata.resource_version or resource_version
+                    verdict = _pod_verdict(pod)
+                    if verdict is not None:
+                        return pod, verdict or None
+            finally:
+                stream.stop()
+        return None  # the deadline passed: the final read decides
 
     def diagnose(self, pod: Any, events: list[Any] | None = None) -> list[str]:
         """Likely causes of the pod's pull failure (seed 002's checklist); fetches events if not given."""
@@ -275,8 +313,8 @@ class KindPrivateRegistry:
         manifest = self.pod_manifest(
             image, name=name, command=command, patch=patch, node_name=node_name, node_selector=node_selector
         )
-        self.core.create_namespaced_pod(self.namespace, manifest)
-        pod, failure = self._wait_pod(manifest.metadata.name, timeout)
+        created = self.core.create_namespaced_pod(self.namespace, manifest)
+        pod, failure = self._wait_pod(manifest.metadata.name, timeout, created.metadata.resource_version)
         if failure is None:
             return pod
         events = self.events(pod.metadata.name)
