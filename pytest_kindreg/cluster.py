@@ -426,6 +426,14 @@ class KindCluster(DockerNodes):
     def containerd_version(self, node: str) -> tuple[int, int, int]:
         return parse_containerd_version(self.exec(node, ["containerd", "--version"]))
 
+    def containerd_facts(self, node: str) -> tuple[tuple[int, int, int], int, list[str]]:
+        """(containerd version, config version, the CRI plugin's config_path roots), read at runtime
+        with one ``docker exec``: ``containerd --version`` and ``containerd config dump``."""
+        separator = "--- kindreg: containerd config dump ---"
+        out = self.exec(node, ["sh", "-c", f'containerd --version && echo "{separator}" && containerd config dump'])
+        version, _, dump = out.partition(separator + "\n")
+        return parse_containerd_version(version), parse_config_version(dump), config_paths(dump)
+
     def containerd_config(self, node: str) -> tuple[int, list[str]]:
         """(config version, the CRI plugin's config_path roots) from ``containerd config dump`` at runtime."""
         dump = self.exec(node, ["containerd", "config", "dump"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import tarfile
 from collections.abc import Mapping, Sequence
 
 from pytest_kindreg import runner
 from pytest_kindreg.errors import CommandError
+from pytest_kindreg.parallel import in_parallel
 
 
 class DockerNodes:
@@ -43,8 +45,8 @@ class DockerNodes:
                 archive.addfile(info, io.BytesIO(data))
         # Text through stdin (the runner speaks text): base64, decoded in the node.
         payload = base64.b64encode(buffer.getvalue()).decode()
-        for node in self.nodes():
-            self.exec(node, ["sh", "-c", "base64 -d | tar -x -f - -C / --no-same-owner"], input=payload)
+        unpack = ["sh", "-c", "base64 -d | tar -x -f - -C / --no-same-owner"]
+        in_parallel([functools.partial(self.exec, node, unpack, input=payload) for node in self.nodes()])
 
     def read_file(self, node: str, path: str) -> str | None:
         try:

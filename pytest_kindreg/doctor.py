@@ -107,8 +107,8 @@ def _cluster_checks(cluster: str, kind: str) -> list[Check]:
             return [Check("warn", f"cluster {cluster}", "does not exist")]
         write_private_file(kc.kubeconfig, kc.kind("get", "kubeconfig", "--name", cluster))
         for node in kc.nodes():
-            version = ".".join(map(str, kc.containerd_version(node)))
-            config_version, paths = kc.containerd_config(node)
+            containerd, config_version, paths = kc.containerd_facts(node)
+            version = ".".join(map(str, containerd))
             ok = CERTS_D in paths
             checks.append(
                 Check(

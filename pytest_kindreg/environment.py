@@ -12,7 +12,6 @@ import contextlib
 import functools
 import shutil
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,12 @@ from pytest_kindreg.kind_config import (
 )
 from pytest_kindreg.node_credentials import NodeCredentials
 from pytest_kindreg.node_image import check_node_image
+from pytest_kindreg.parallel import in_parallel
 from pytest_kindreg.reaper import register_run, unregister_run
 from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
 from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
-
-
-def _in_parallel(calls: list[Callable[[], object]]) -> None:
-    """Run ``calls`` side by side; once all are done, raise the first error (if any)."""
-    if len(calls) <= 1:
-        for call in calls:
-            call()
-        return
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="kindreg") as pool:
-        futures = [pool.submit(call) for call in calls]
-    for future in futures:
-        future.result()
 
 
 def default_state_dir() -> Path:
@@ -149,7 +137,7 @@ class KindRegistryEnvironment:
             # In contexts before it starts, so that close() stops it whatever happens next.
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
         # Side by side: each start waits on its own container and readiness probe.
-        _in_parallel([ctx.registry.start for ctx in self.contexts.values()])
+        in_parallel([ctx.registry.start for ctx in self.contexts.values()])
         for name, ctx in self.contexts.items():
             self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
         config = self._cluster_config(
@@ -191,18 +179,23 @@ class KindRegistryEnvironment:
             base=self.kind_config,
         )
 
+    def _check_containerd(self, cluster: KindCluster, node: str) -> None:
+        version, config_version, paths = cluster.containerd_facts(node)
+        self.containerd[node] = f"containerd {'.'.join(map(str, version))} (config version {config_version})"
+        if CERTS_D not in paths:
+            raise ClusterError(
+                f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
+                "ignored kind's containerdConfigPatches"
+            )
+
     def _wire(self, cluster: KindCluster) -> None:
         nodes = cluster.nodes()
-        for node in nodes:
-            config_version, paths = cluster.containerd_config(node)
-            version = ".".join(map(str, cluster.containerd_version(node)))
-            self.containerd[node] = f"containerd {version} (config version {config_version})"
-            if CERTS_D not in paths:
-                raise ClusterError(
-                    f"containerd on {node} does not read {CERTS_D} (config_path={paths}); the node image "
-                    "ignored kind's containerdConfigPatches"
-                )
-        _in_parallel([functools.partial(ctx.registry.connect, cluster.network) for ctx in self.contexts.values()])
+        # Each node's containerd and each registry's network: independent, so side by side.
+        in_parallel(
+            [functools.partial(self._check_containerd, cluster, node) for node in nodes]
+            + [functools.partial(ctx.registry.connect, cluster.network) for ctx in self.contexts.values()]
+        )
+        self.containerd = {node: self.containerd[node] for node in nodes}  # in node order, for describe()
         files: dict[str, tuple[str | bytes, int]] = {}
         for ctx in self.contexts.values():
             registry = ctx.registry
@@ -339,7 +332,7 @@ class KindRegistryEnvironment:
         if cluster is not None:
             stops.append(functools.partial(self._delete_cluster, cluster))
         try:
-            _in_parallel(stops)
+            in_parallel(stops)
         finally:
             self.contexts.clear()
         # Only after a clean stop: otherwise the run record and its files let the reaper finish.

@@ -1,4 +1,4 @@
-"""The environment's side-by-side calls: every call runs to its end, then the first error is raised."""
+"""Side-by-side calls (registries, nodes): every call runs to its end, then the first error is raised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pytest_kindreg.environment import _in_parallel
+from pytest_kindreg.parallel import in_parallel
 
 
 def test_all_calls_run_at_the_same_time() -> None:
@@ -18,7 +18,7 @@ def test_all_calls_run_at_the_same_time() -> None:
         barrier.wait()
         done.append(n)
 
-    _in_parallel([functools.partial(call, n) for n in range(3)])
+    in_parallel([functools.partial(call, n) for n in range(3)])
     assert sorted(done) == [0, 1, 2]
 
 
@@ -33,11 +33,11 @@ def test_an_error_is_raised_after_the_others_finished() -> None:
         raise ValueError("registry failed")
 
     with pytest.raises(ValueError, match="registry failed"):
-        _in_parallel([failing, slow])
+        in_parallel([failing, slow])
     assert finished.is_set()  # the other call was not abandoned half-way
 
 
 def test_one_call_runs_in_the_callers_thread() -> None:
     seen: list[str] = []
-    _in_parallel([lambda: seen.append(threading.current_thread().name)])
+    in_parallel([lambda: seen.append(threading.current_thread().name)])
     assert seen == [threading.main_thread().name]
