@@ -123,9 +123,13 @@ def registry_row(section: str, name: str) -> Row:
     return (section, f"  of which registry start: {name}")
 
 
+def adopt_row(section: str) -> Row:
+    return (section, "  of which KindCluster.adopt (kubeconfig, health; beside the registry starts)")
+
+
 def cluster_row(section: str) -> Row:
     if section == WARM:
-        return (section, "  of which KindCluster.reuse (kubeconfig, health, fingerprint)")
+        return (section, "  of which KindCluster.reuse (the recorded config)")
     return (section, "  of which KindCluster.create (with contributions)")
 
 
@@ -337,6 +341,7 @@ def start_breakdown(env: KindRegistryEnvironment, section: str) -> Iterator[Inst
     )
     instruments.wrap(KindCluster, "create", lambda _args, _kw: cluster_row(section))
     instruments.wrap(KindCluster, "reuse", lambda _args, _kw: cluster_row(section))
+    instruments.wrap(KindCluster, "adopt", lambda _args, _kw: adopt_row(section))
     instruments.wrap(KindCluster, "kind", lambda args, _kw: kind_create_row(section) if _is_kind_create(args) else None)
     instruments.wrap(
         KindCluster,
@@ -782,6 +787,7 @@ class Bench:
 def _session_rows(section: str) -> list[Row]:
     rows = [start_row(section)]
     rows += [registry_row(section, name) for name in STRATEGY_NAMES]
+    rows += [adopt_row(section)] if section == WARM else []
     rows += [cluster_row(section), kind_create_row(section), healthy_row(section), wire_row(section)]
     rows += [prepare_row(section, name) for name in STRATEGY_NAMES]
     rows += [restart_row(section), final_wait_row(section), start_rest_row(section)]

@@ -152,6 +152,7 @@ class KindCluster(DockerNodes):
         self.created = False
         self.reused = False
         self._nodes: list[str] | None = None  # listed once the cluster is up: nodes do not change after
+        self._adopted = False  # adopt() found it healthy
         self._api_client: Any = None
 
     def __repr__(self) -> str:
@@ -240,9 +241,9 @@ class KindCluster(DockerNodes):
         self.wait_healthy(service_account=service_account)
         self._record_fingerprint(config)
 
-    def reuse(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
-        """Adopt an existing cluster, only if it is healthy and was made from the same config."""
-        config = self.cluster_config(config)
+    def adopt(self) -> None:
+        """Take over an existing cluster's kubeconfig and check that it is healthy (the first half
+        of :meth:`reuse`, which needs no config)."""
         write_private_file(self.kubeconfig, self.kind("get", "kubeconfig", "--name", self.name))
         self._nodes = self._list_nodes()
         problems = self.health_problems()
@@ -251,6 +252,13 @@ class KindCluster(DockerNodes):
                 f"cluster {self.name!r} exists but is not healthy ({'; '.join(problems)}); delete it with "
                 f"`kind delete cluster --name {self.name}` or choose another --kindreg-cluster-name"
             )
+        self._adopted = True
+
+    def reuse(self, config: KindClusterConfig | KindConfigSource | None = None) -> None:
+        """Adopt an existing cluster, only if it is healthy and was made from the same config."""
+        config = self.cluster_config(config)
+        if not self._adopted:
+            self.adopt()
         recorded, recorded_yaml = self.recorded_config()
         if recorded != config.fingerprint():
             source = f"this run's kind config {config.base.origin}" if config.base else "this run's settings"

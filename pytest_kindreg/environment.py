@@ -121,6 +121,13 @@ class KindRegistryEnvironment:
         cluster = KindCluster(
             self.cluster_name, kind_bin=self.kind_bin, workdir=self.cluster_dir, progress=self.progress
         )
+        # Before any registry starts: a name taken by a cluster this run may not reuse.
+        reuse = cluster.exists()
+        if reuse and not self.reuse_cluster:
+            raise ClusterError(
+                f"a kind cluster named {self.cluster_name!r} already exists and this run did not create it; "
+                "pass --kindreg-reuse-cluster to reuse it, or choose another --kindreg-cluster-name"
+            )
         node_credentials = NodeCredentials(self.cluster_dir / "kubelet-config.json")
         # Each strategy gets its own registry and credentials, so that one strategy's
         # credentials can never make another strategy's test pass.
@@ -136,20 +143,16 @@ class KindRegistryEnvironment:
             workdir.mkdir(mode=0o700)
             # In contexts before it starts, so that close() stops it whatever happens next.
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
-        # Side by side: each start waits on its own container and readiness probe.
-        in_parallel([ctx.registry.start for ctx in self.contexts.values()])
+        # Side by side: each start waits on its own container and readiness probe, and a cluster to
+        # reuse is checked for health meanwhile (its config once the registries are known).
+        in_parallel([ctx.registry.start for ctx in self.contexts.values()] + ([cluster.adopt] if reuse else []))
         for name, ctx in self.contexts.items():
             self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
         config = self._cluster_config(
             tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items())
         )
         self.cluster = cluster
-        if cluster.exists():
-            if not self.reuse_cluster:
-                raise ClusterError(
-                    f"a kind cluster named {self.cluster_name!r} already exists and this run did not create it; "
-                    "pass --kindreg-reuse-cluster to reuse it, or choose another --kindreg-cluster-name"
-                )
+        if reuse:
             cluster.reuse(config)
             self.progress(f"reusing healthy cluster {self.cluster_name}")
         else:
