@@ -82,7 +82,7 @@ variant_kind() {
     known_variant "$1"
     if [ "${V_KIND[$1]}" = debian ]; then echo /usr/bin/kind; else echo "$LAB/bin/kind-${V_KIND[$1]}/kind"; fi
 }
-options_line() { echo "--kindreg-kind-bin=$(variant_kind "$1") --kindreg-node-image=$(variant_image "$1")"; }
+options_line() { known_variant "$1"; echo "--kindreg-kind-bin=$(variant_kind "$1") --kindreg-node-image=$(variant_image "$1")"; }
 uniq_words() { printf '%s\n' "$@" | awk '!seen[$0]++'; }
 k8s_versions() { local v; uniq_words "$(for v in "${VARIANTS[@]}"; do echo "${V_K8S[$v]}"; done)"; }
 k8s_minor() { local m=${1#v1.}; echo "${m%%.*}"; }
@@ -750,6 +750,7 @@ case "${1:-build}" in
         shift
         variant=${VARIANTS[-1]}
         if [ "${1:-}" = --variant ]; then variant=$2; shift 2; fi
+        known_variant "$variant"
         docker image inspect "$(variant_image "$variant")" >/dev/null 2>&1 || die "no lab image for $variant: run scripts/kind-lab.sh build"
         read -ra opts <<<"$(options_line "$variant")"
         py=$(kindreg_python) || exit 1
