@@ -119,8 +119,10 @@ check_prerequisites() {
     need_cmd jq "apt-get install jq"
     need_cmd debootstrap "apt-get install -t bookworm-backports debootstrap (or run scripts/setup.sh)"
     need_cmd file "apt-get install file"
-    [ -x /bin/busybox ] && [ -n "$BUSYBOX_TAG" ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
-        || { say "missing a static /bin/busybox (kube-proxy, storage helper and pod network images): apt-get install busybox-static"; missing=1; }
+    if command -v file >/dev/null 2>&1; then
+        [ -x /bin/busybox ] && [ -n "$BUSYBOX_TAG" ] && file -L /bin/busybox | grep -q 'statically linked' \
+            || { say "missing a static /bin/busybox (kube-proxy, storage helper and pod network images): apt-get install busybox-static"; missing=1; }
+    fi
     for v in "${VARIANTS[@]}"; do
         if [ "${V_KIND[$v]}" = debian ] && ! debian_kind_present; then
             say "missing Debian trixie's kind 0.27.0 ($v): run scripts/setup.sh (adds trixie pinned low), then apt-get install -t trixie kind"
