@@ -707,6 +707,9 @@ class Bench:
             "-p",
             "no:cacheprovider",
             "--kindreg-strict",
+            # The plain one-node cluster the other steps use, not this project's 2-node kind config.
+            "-o",
+            "kindreg_kind_config=",
             f"--kindreg-kind-bin={self.kind}",
             f"--kindreg-cluster-name={name}",
             f"--kindreg-registry-image={self.args.registry_image}",
