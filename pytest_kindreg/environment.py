@@ -143,24 +143,34 @@ class KindRegistryEnvironment:
             workdir.mkdir(mode=0o700)
             # In contexts before it starts, so that close() stops it whatever happens next.
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
-        # Side by side: each start waits on its own container and readiness probe, and a cluster to
-        # reuse is checked for health meanwhile (its config once the registries are known).
-        in_parallel([ctx.registry.start for ctx in self.contexts.values()] + ([cluster.adopt] if reuse else []))
-        for name, ctx in self.contexts.items():
-            self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
-        config = self._cluster_config(
-            tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items())
-        )
+        # Each registry's image and port first: the cluster's config needs the registries' hosts
+        # (node_config keys kubelet's credentials on them), not the running registries.
+        in_parallel([ctx.registry.prepare for ctx in self.contexts.values()])
+        planned = {name: ctx.image_host for name, ctx in self.contexts.items()}
+        config = self._config_of_strategies()
         self.cluster = cluster
+        # Side by side: each registry start waits on its own container and readiness probe, and
+        # the cluster is created meanwhile (or, to be reused, checked for health).
         if reuse:
-            cluster.reuse(config)
-            self.progress(f"reusing healthy cluster {self.cluster_name}")
+            in_parallel([ctx.registry.start for ctx in self.contexts.values()] + [cluster.adopt])
         else:
             # Recorded first: if this process dies during creation, the next run deletes it.
             register_run(self.identity, cluster_created=True)
             # The nodes are usable before the ServiceAccount controller has made `default`: wire
             # them meanwhile, then wait for the whole cluster (below).
-            cluster.create(config, service_account=False)
+            in_parallel(
+                [ctx.registry.start for ctx in self.contexts.values()]
+                + [functools.partial(cluster.create, config, service_account=False)]
+            )
+        for name, ctx in self.contexts.items():
+            self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
+        # Again with the hosts the registries really got (a port taken meanwhile makes start()
+        # publish on another): the same mounts, their files rewritten in place before any pull.
+        node_credentials.forget(h for name, h in planned.items() if h != self.contexts[name].image_host)
+        config = self._config_of_strategies()
+        if reuse:
+            cluster.reuse(config)
+            self.progress(f"reusing healthy cluster {self.cluster_name}")
         for ctx in self.contexts.values():
             ctx.cluster = cluster
         self._wire(cluster)
@@ -172,6 +182,11 @@ class KindRegistryEnvironment:
                 self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
         if cluster.created:
             cluster.wait_healthy()
+
+    def _config_of_strategies(self) -> KindClusterConfig:
+        return self._cluster_config(
+            tuple(self.strategies[name].cluster_contribution(ctx) for name, ctx in self.contexts.items())
+        )
 
     def _cluster_config(self, contributions: tuple[ClusterContribution, ...]) -> KindClusterConfig:
         return KindClusterConfig(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,16 @@ class NodeCredentials:
         with self._lock:
             merged = json.dumps(merge_docker_config(self._read_host_file(), auths), indent=2)
             write_private_file(self.host_file, merged)  # in place: the bind mount keeps showing it
+
+    def forget(self, hosts: Iterable[str]) -> None:
+        """Drop the host file's entries for ``hosts`` (e.g. a registry port that was not used after all)."""
+        gone = set(hosts)
+        with self._lock:
+            doc = self._read_host_file()
+            auths = doc.get("auths") or {}
+            if gone & set(auths):
+                doc["auths"] = {key: value for key, value in auths.items() if key not in gone}
+                write_private_file(self.host_file, json.dumps(doc, indent=2))
 
     def apply(self, cluster: DockerNodes, auths: Mapping[str, Credentials], *, restart_kubelet: bool) -> None:
         """Merge ``auths`` into every node's config.json, then (optionally) restart kubelet on each.

@@ -117,6 +117,7 @@ class PrivateRegistry:
         self._container: Any = None
         self._creating = False  # inside containers.run: an interrupt may leave a container we hold no handle to
         self._port: int | None = None
+        self._reserved_port: int | None = None  # prepare(): the port start() will try first
         self._workdir: Path | None = None
         self._tls_files: TlsFiles | None = None
         self._tunnel: ClientCertTunnel | None = None
@@ -146,9 +147,25 @@ class PrivateRegistry:
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        """The published port; after :meth:`prepare`, the one :meth:`start` will publish on."""
+        port = self._port or self._reserved_port
+        if port is None:
             raise RegistryError(f"registry {self.name} is not started")
-        return self._port
+        return port
+
+    def prepare(self) -> None:
+        """Before :meth:`start`: make sure the image is there and pick the port, so that
+        :attr:`host` is known while other work (a cluster's creation) runs beside the start.
+
+        If another process takes that port meanwhile, start() publishes on another one and
+        :attr:`host` changes: read it again once started.
+        """
+        with self._lock:
+            if self._docker is None:
+                self._docker = docker_client()
+            self._ensure_image()
+            if self._port is None:
+                self._reserved_port = self.requested_port or _free_port()
 
     @property
     def host(self) -> str:
@@ -361,7 +378,8 @@ class PrivateRegistry:
     def _run_container(self, env: dict[str, str], volumes: dict[str, dict[str, str]]) -> None:
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
-            port = self.requested_port or _free_port()
+            port = self.requested_port or self._reserved_port or _free_port()
+            self._reserved_port = None  # one try only: a retry picks a new free port
             if self.requested_port and not _port_free(port):
                 raise PortInUseError(port)
             try:
@@ -420,6 +438,7 @@ class PrivateRegistry:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
             self._port = None
+            self._reserved_port = None
 
     # -- health -----------------------------------------------------------------------------
     def tls_kwargs(self) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class PullRefusal:
     image: str
     reason: str
     message: str
+    pod_name: str = ""  # the refused pod, in the workspace's namespace: diagnose() explains it
 
 
 class KindPrivateRegistry:
@@ -310,22 +311,41 @@ class KindPrivateRegistry:
         On failure raises :class:`PodStartError` with the pod's events (e.g. ``ErrImagePull ...
         401 Unauthorized``) and the likely causes.
         """
+        pod, failure = self._start_pod(image, name, command, timeout, patch, node_name, node_selector)
+        if failure is None:
+            return pod
+        raise self._start_error(pod, image, failure, self.events(pod.metadata.name))
+
+    def _start_pod(
+        self,
+        image: str,
+        name: str | None,
+        command: list[str] | None,
+        timeout: float,
+        patch: PodPatch | None,
+        node_name: str | None,
+        node_selector: Mapping[str, str] | None,
+    ) -> tuple[Any, str | None]:
+        """Create the pod and wait until it runs or fails: (pod, failure reason or None)."""
         manifest = self.pod_manifest(
             image, name=name, command=command, patch=patch, node_name=node_name, node_selector=node_selector
         )
         created = self.core.create_namespaced_pod(self.namespace, manifest)
-        pod, failure = self._wait_pod(manifest.metadata.name, timeout, created.metadata.resource_version)
-        if failure is None:
-            return pod
-        events = self.events(pod.metadata.name)
-        diagnosis = self.diagnose(pod, events)
-        message = (
+        return self._wait_pod(manifest.metadata.name, timeout, created.metadata.resource_version)
+
+    def _start_message(self, pod: Any, image: str, failure: str, events: list[Any]) -> str:
+        return (
             f"pod {self.namespace}/{pod.metadata.name} ({image}, strategy {self.strategy.name}) did not start: "
             f"{failure}\n{summarize_pod(pod, events)}"
         )
+
+    def _start_error(self, pod: Any, image: str, failure: str, events: list[Any]) -> PodStartError:
+        """The pod's failure with its events and likely causes."""
+        diagnosis = self.diagnose(pod, events)
+        message = self._start_message(pod, image, failure, events)
         if diagnosis:
             message += "\nlikely causes:\n" + "\n".join(f"  - {d}" for d in diagnosis)
-        raise PodStartError(message, [format_event(e) for e in events], diagnosis)
+        return PodStartError(message, [format_event(e) for e in events], diagnosis)
 
     def expect_pull_refused(
         self,
@@ -342,21 +362,22 @@ class KindPrivateRegistry:
         Fails if the pod runs, or if the pull failed for a reason other than credentials.
         """
         pattern = pattern or self.strategy.refusal
-        try:
-            pod = self.run_pod(image, patch=patch, timeout=timeout, node_name=node_name, node_selector=node_selector)
-        except PodStartError as exc:
-            text = "\n".join(exc.events) + "\n" + str(exc)
-            match = pattern.search(text)
-            if not match:
-                raise AssertionError(
-                    f"the pull of {image} failed, but not for lack of credentials "
-                    f"(expected /{pattern.pattern}/):\n{exc}"
-                ) from exc
-            return PullRefusal(image, match.group(0), text)
-        raise AssertionError(
-            f"pod {pod.metadata.name} ran {image} although the {self.strategy.name} credentials were removed: "
-            "something else supplied them (node cache, another strategy's credentials)"
-        )
+        pod, failure = self._start_pod(image, None, None, timeout, patch, node_name, node_selector)
+        if failure is None:
+            raise AssertionError(
+                f"pod {pod.metadata.name} ran {image} although the {self.strategy.name} credentials were removed: "
+                "something else supplied them (node cache, another strategy's credentials)"
+            )
+        events = self.events(pod.metadata.name)
+        text = "\n".join(format_event(e) for e in events) + "\n" + self._start_message(pod, image, failure, events)
+        match = pattern.search(text)
+        if not match:
+            # Only now the likely causes: a refusal as expected needs no diagnosis.
+            raise AssertionError(
+                f"the pull of {image} failed, but not for lack of credentials (expected /{pattern.pattern}/):\n"
+                f"{self._start_error(pod, image, failure, events)}"
+            )
+        return PullRefusal(image, match.group(0), text, pod.metadata.name)
 
     def negative_control(
         self, local_image: str, *, node_name: str | None = None, node_selector: Mapping[str, str] | None = None

@@ -229,3 +229,36 @@ def test_attached_handle_shares_the_registry_and_sees_rotations(kindreg_docker: 
             other.detach()
         assert owner.container.status in ("running", "created")  # detach did not stop it
         assert owner.get("/v2/").status_code == 200
+
+
+def test_prepare_tells_the_host_before_start(kindreg_docker: Any) -> None:
+    registry = PrivateRegistry(docker=kindreg_docker)
+    try:
+        registry.prepare()
+        planned = registry.host
+        assert "not started" in repr(registry)
+        registry.start()
+        assert registry.host == planned
+        assert registry.get("/v2/", authenticated=True).status_code == 200
+    finally:
+        registry.stop()
+
+
+def test_a_prepared_port_taken_meanwhile_moves_the_registry(kindreg_docker: Any) -> None:
+    registry = PrivateRegistry(docker=kindreg_docker)
+    try:
+        registry.prepare()
+        with socket.socket() as thief:
+            thief.bind(("127.0.0.1", registry.port))  # another process takes the planned port
+            thief.listen()
+            taken = registry.port
+            registry.start()
+            assert registry.port != taken
+            assert registry.get("/v2/", authenticated=True).status_code == 200
+    finally:
+        registry.stop()
+
+
+def test_prepare_names_a_missing_image_before_anything_starts(kindreg_docker: Any) -> None:
+    with pytest.raises(ImageMissingError, match="kindreg build-images"):
+        PrivateRegistry(image="kindreg-test/no-such-registry:0", docker=kindreg_docker).prepare()

@@ -100,3 +100,17 @@ def test_private_files_are_0600_and_rewrites_keep_the_inode(tmp_path: Path) -> N
     os.chmod(path, 0o644)
     write_private_file(path, "again")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_node_credentials_forget_only_the_named_hosts(tmp_path: Path) -> None:
+    from pytest_kindreg.node_credentials import NodeCredentials
+
+    creds = NodeCredentials(tmp_path / "config.json")
+    creds.mount()
+    creds.update_host_file({"127.0.0.1:1": Credentials("a", "b"), "127.0.0.1:2": Credentials("c", "d")})
+    inode = (tmp_path / "config.json").stat().st_ino
+    creds.forget(h for h in ["127.0.0.1:1", "127.0.0.1:9"])  # an iterator, as the environment passes it
+    auths = json.loads((tmp_path / "config.json").read_text())["auths"]
+    assert list(auths) == ["127.0.0.1:2"]
+    assert (tmp_path / "config.json").stat().st_ino == inode  # rewritten in place: the bind mount shows it
+    assert oct((tmp_path / "config.json").stat().st_mode & 0o777) == "0o600"
