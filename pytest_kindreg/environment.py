@@ -145,7 +145,7 @@ class KindRegistryEnvironment:
             self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
         # Each registry's image and port first: the cluster's config needs the registries' hosts
         # (node_config keys kubelet's credentials on them), not the running registries.
-        in_parallel([ctx.registry.prepare for ctx in self.contexts.values()])
+        in_parallel([functools.partial(ctx.registry.prepare, cluster.network) for ctx in self.contexts.values()])
         planned = {name: ctx.image_host for name, ctx in self.contexts.items()}
         config = self._config_of_strategies()
         self.cluster = cluster

@@ -118,6 +118,7 @@ class PrivateRegistry:
         self._creating = False  # inside containers.run: an interrupt may leave a container we hold no handle to
         self._port: int | None = None
         self._reserved_port: int | None = None  # prepare(): the port start() will try first
+        self._network: str | None = None  # prepare(): a network the container joins when created
         self._workdir: Path | None = None
         self._tls_files: TlsFiles | None = None
         self._tunnel: ClientCertTunnel | None = None
@@ -153,9 +154,10 @@ class PrivateRegistry:
             raise RegistryError(f"registry {self.name} is not started")
         return port
 
-    def prepare(self) -> None:
+    def prepare(self, network: str | None = None) -> None:
         """Before :meth:`start`: make sure the image is there and pick the port, so that
         :attr:`host` is known while other work (a cluster's creation) runs beside the start.
+        If ``network`` exists now, the container is created on it (no :meth:`connect` needed).
 
         If another process takes that port meanwhile, start() publishes on another one and
         :attr:`host` changes: read it again once started.
@@ -166,6 +168,12 @@ class PrivateRegistry:
             self._ensure_image()
             if self._port is None:
                 self._reserved_port = self.requested_port or _free_port()
+            if network is not None:
+                try:
+                    self._docker.networks.get(network)
+                    self._network = network
+                except NotFound:
+                    self._network = None  # created later (by kind): connect() once it exists
 
     @property
     def host(self) -> str:
@@ -394,6 +402,7 @@ class PrivateRegistry:
                     ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
                     labels=self.identity.labels(self.role),
                     restart_policy={"Name": "no"},
+                    **({"network": self._network} if self._network else {}),
                 )
                 self._port = port
                 return

@@ -228,7 +228,10 @@ class ClientCertTunnel:
         context.load_cert_chain(str(client_cert), str(client_key))
         self.credentials = Credentials(REALM, secrets.token_urlsafe(32))
         self._server = _Server(upstream, context, self.credentials, upstream_credentials)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kindreg-tunnel", daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, at every registry stop.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="kindreg-tunnel", daemon=True
+        )
         self._thread.start()
 
     def __repr__(self) -> str:

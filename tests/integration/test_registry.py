@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import ssl
 from collections.abc import Iterator
@@ -262,3 +263,30 @@ def test_a_prepared_port_taken_meanwhile_moves_the_registry(kindreg_docker: Any)
 def test_prepare_names_a_missing_image_before_anything_starts(kindreg_docker: Any) -> None:
     with pytest.raises(ImageMissingError, match="kindreg build-images"):
         PrivateRegistry(image="kindreg-test/no-such-registry:0", docker=kindreg_docker).prepare()
+
+
+def test_prepare_puts_the_container_on_an_existing_network(kindreg_docker: Any) -> None:
+    network = kindreg_docker.networks.create(
+        f"kindreg-test-net-{secrets.token_hex(3)}", labels={"io.kindreg.managed": "true"}
+    )
+    registry = PrivateRegistry(docker=kindreg_docker)
+    try:
+        registry.prepare(network.name)
+        registry.start()
+        attached = kindreg_docker.api.inspect_container(registry.name)["NetworkSettings"]["Networks"]
+        assert list(attached) == [network.name]  # created on it, not on the default bridge
+        registry.connect(network.name)  # already there: nothing to do
+        assert registry.get("/v2/", authenticated=True).status_code == 200  # still published on 127.0.0.1
+    finally:
+        registry.stop()
+        network.remove()
+
+
+def test_prepare_with_a_missing_network_leaves_the_connect_for_later(kindreg_docker: Any) -> None:
+    registry = PrivateRegistry(docker=kindreg_docker)
+    try:
+        registry.prepare("kindreg-test-no-such-network")
+        registry.start()
+        assert list(kindreg_docker.api.inspect_container(registry.name)["NetworkSettings"]["Networks"]) == ["bridge"]
+    finally:
+        registry.stop()
