@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
 import os
 import platform
@@ -21,7 +22,7 @@ from pytest_kindreg import runner
 from pytest_kindreg.containerd import config_paths, parse_config_version, parse_containerd_version
 from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
-from pytest_kindreg.docker_nodes import DockerNodes
+from pytest_kindreg.docker_nodes import DockerNodes, thaw_frozen
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
 from pytest_kindreg.kind_config import KindClusterConfig, KindConfigSource, config_differences, load_kind_config
 from pytest_kindreg.node_image import NodeImageError, check_node_image, node_image_problem
@@ -290,7 +291,15 @@ class KindCluster(DockerNodes):
     def delete(self) -> None:
         """Delete the cluster, only if this object created it."""
         if self.created:
-            self.kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig), timeout=300)
+            delete = ["delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig)]
+            try:
+                self.kind(*delete, timeout=300)
+            except CommandError as exc:
+                # A node whose nested container stayed frozen (cgroup v1) cannot be killed: thaw, retry.
+                if "did not receive an exit event" not in exc.stderr or not thaw_frozen(self._node_container_ids()):
+                    raise
+                self.progress(f"thawed frozen containers in the nodes of {self.name}; deleting it again")
+                self.kind(*delete, timeout=300)
             self.created = False
         self._nodes = None
         if self._api_client is not None:
@@ -381,6 +390,14 @@ class KindCluster(DockerNodes):
     def nodes(self) -> list[str]:
         return list(self._nodes) if self._nodes is not None else self._list_nodes()
 
+    def _node_container_ids(self) -> list[str]:
+        out = runner.run(
+            ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={self.name}"],
+            timeout=60,
+            env=self._private_docker_config,
+        ).stdout
+        return out.split()
+
     def _list_nodes(self) -> list[str]:
         return self.kind("get", "nodes", "--name", self.name).split()
 
@@ -423,13 +440,31 @@ class KindCluster(DockerNodes):
             ready = _ready_status(core.read_node_status(node).status)
             if ready != "True":
                 raise ClusterError(f"node {node} Ready={ready or 'missing'}")
+            # The new kubelet takes pods only once its sync loop runs, which after a restart waits
+            # for the runtime-dependent modules (cAdvisor) with a backoff of up to 5 s: a pod
+            # created before then waits that long. Its sync loop has run when it knows the pods
+            # bound to its node.
+            self._check_kubelet_knows_its_pods(node)
 
         wait_for(
-            f"node {node} to renew its lease and be Ready after the kubelet restart",
+            f"node {node} to renew its lease, be Ready and sync its pods after the kubelet restart",
             ready,
             max(1.0, timeout - (time.monotonic() - started)),
             RESTART_POLL_INTERVAL,
         )
+
+    def _check_kubelet_knows_its_pods(self, node: str) -> None:
+        from kubernetes import client
+
+        bound = client.CoreV1Api(self.api_client()).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+        wanted = {
+            (p.metadata.namespace, p.metadata.name) for p in bound.items if p.status.phase in ("Pending", "Running")
+        }
+        listed = json.loads(raw_get(self.api_client(), f"/api/v1/nodes/{node}/proxy/pods")).get("items") or []
+        known = {(p["metadata"].get("namespace"), p["metadata"]["name"]) for p in listed}
+        missing = sorted(f"{ns}/{name}" for ns, name in wanted - known)
+        if missing:
+            raise ClusterError(f"the kubelet on {node} does not run its pods yet ({', '.join(missing[:3])} ...)")
 
     def containerd_version(self, node: str) -> tuple[int, int, int]:
         return parse_containerd_version(self.exec(node, ["containerd", "--version"]))

@@ -7,6 +7,7 @@ import functools
 import io
 import tarfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pytest_kindreg import runner
 from pytest_kindreg.errors import CommandError
@@ -56,6 +57,32 @@ class DockerNodes:
 
     def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no kubelet")
+
+
+FREEZER_ROOT = Path("/sys/fs/cgroup/freezer")
+
+
+def thaw_frozen(container_ids: Sequence[str], root: Path = FREEZER_ROOT) -> int:
+    """Thaw cgroup v1 freezer cgroups left FROZEN under these containers; how many were thawed.
+
+    On cgroup v1, runc freezes a container's cgroup while it sets it up; a node deleted at that
+    moment can keep a nested container FROZEN, and then no signal reaches it: Docker cannot kill
+    the node ("did not receive an exit event"). Only the given containers' cgroups are touched
+    (Docker's cgroupfs and systemd layouts).
+    """
+    thawed = 0
+    for container_id in container_ids:
+        for top in (root / "docker" / container_id, root / "system.slice" / f"docker-{container_id}.scope"):
+            if not top.is_dir():
+                continue
+            for state in sorted(top.rglob("freezer.state")):
+                try:
+                    if state.read_text().strip() == "FROZEN":
+                        state.write_text("THAWED")
+                        thawed += 1
+                except OSError:
+                    continue  # not ours to write (not root): the caller reports Docker's own error
+    return thawed
 
 
 class ContainerNodes(DockerNodes):
