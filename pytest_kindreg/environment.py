@@ -38,6 +38,13 @@ from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
 
 
+def _prepares_nodes_early(strategy: object) -> bool:
+    """Whether a strategy's ``prepare_nodes`` needs only its registry's host and credentials (not
+    the running registry or its TLS files), so that on a reused cluster it may run while the
+    registries start (:attr:`BaseStrategy.prepares_nodes_early`; absent means no)."""
+    return getattr(strategy, "prepares_nodes_early", False) is True
+
+
 def default_state_dir() -> Path:
     """Where kept clusters keep their mounted files between runs (never a temp dir)."""
     return Path.home() / ".cache" / "pytest-kindreg"
@@ -151,8 +158,18 @@ class KindRegistryEnvironment:
         self.cluster = cluster
         # Side by side: each registry start waits on its own container and readiness probe, and
         # the cluster is created meanwhile (or, to be reused, checked for health).
+        early = [name for name, strategy in self.strategies.items() if _prepares_nodes_early(strategy)]
         if reuse:
-            in_parallel([ctx.registry.start for ctx in self.contexts.values()] + [cluster.adopt])
+
+            def adopt_and_prepare() -> None:
+                cluster.adopt()
+                cluster.reuse(config)
+                self.progress(f"reusing healthy cluster {self.cluster_name}")
+                # Credentials in the nodes need only the registries' hosts, known since prepare():
+                # their kubelet restart (a second or more) runs while the registries start.
+                self._prepare_nodes(cluster, node_credentials, early)
+
+            in_parallel([ctx.registry.start for ctx in self.contexts.values()] + [adopt_and_prepare])
         else:
             # Recorded first: if this process dies during creation, the next run deletes it.
             register_run(self.identity, cluster_created=True)
@@ -166,22 +183,31 @@ class KindRegistryEnvironment:
             self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")
         # Again with the hosts the registries really got (a port taken meanwhile makes start()
         # publish on another): the same mounts, their files rewritten in place before any pull.
-        node_credentials.forget(h for name, h in planned.items() if h != self.contexts[name].image_host)
-        config = self._config_of_strategies()
-        if reuse:
-            cluster.reuse(config)
-            self.progress(f"reusing healthy cluster {self.cluster_name}")
-        for ctx in self.contexts.values():
-            ctx.cluster = cluster
-        self._wire(cluster)
-        # One kubelet restart for every strategy that asks for one (node_config on a reused
-        # cluster, access_token): each restart costs about a second per node.
-        with node_credentials.restarts_deferred():
-            for name, ctx in self.contexts.items():
-                self.progress(f"preparing nodes for {name}")
-                self.strategies[name].prepare_nodes(ctx, reused=cluster.reused)
+        moved = {name for name, host in planned.items() if host != self.contexts[name].image_host}
+        node_credentials.forget(planned[name] for name in moved)
+        self._config_of_strategies()  # node_config's host file, with the hosts the registries got
+        # Node credentials (and their kubelet restart) beside the wiring: neither needs the other.
+        # On a reused cluster they are in place already, unless their registry had to move.
+        pending = [name for name in early if not reuse or name in moved]
+        in_parallel(
+            [
+                functools.partial(self._wire, cluster),
+                functools.partial(self._prepare_nodes, cluster, node_credentials, pending),
+            ]
+        )
+        self._prepare_nodes(cluster, node_credentials, [name for name in self.strategies if name not in early])
         if cluster.created:
             cluster.wait_healthy()
+
+    def _prepare_nodes(self, cluster: KindCluster, node_credentials: NodeCredentials, names: list[str]) -> None:
+        for ctx in self.contexts.values():
+            ctx.cluster = cluster
+        # One kubelet restart for every strategy that asks for one (node_config on a reused
+        # cluster, access_token): each restart costs about a second.
+        with node_credentials.restarts_deferred():
+            for name in names:
+                self.progress(f"preparing nodes for {name}")
+                self.strategies[name].prepare_nodes(self.contexts[name], reused=cluster.reused)
 
     def _config_of_strategies(self) -> KindClusterConfig:
         return self._cluster_config(

@@ -386,8 +386,9 @@ class PrivateRegistry:
     def _run_container(self, env: dict[str, str], volumes: dict[str, dict[str, str]]) -> None:
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
-            port = self.requested_port or self._reserved_port or _free_port()
-            self._reserved_port = None  # one try only: a retry picks a new free port
+            # The reserved port gets one try; a retry picks a new free port. It stays what
+            # :attr:`port` says until another is published: others read it meanwhile.
+            port = self.requested_port or (self._reserved_port if attempt == 0 else None) or _free_port()
             if self.requested_port and not _port_free(port):
                 raise PortInUseError(port)
             try:
@@ -405,6 +406,7 @@ class PrivateRegistry:
                     **({"network": self._network} if self._network else {}),
                 )
                 self._port = port
+                self._reserved_port = None
                 return
             except APIError as exc:
                 text = str(exc)

@@ -21,6 +21,7 @@ def rotate_registry_password(ctx: StrategyContext) -> Credentials:
 class AccessTokenStrategy(BaseStrategy):
     name: ClassVar[str] = "access_token"
     description: ClassVar[str] = "credentials written into running nodes, kubelet restarted"
+    prepares_nodes_early: ClassVar[bool] = True  # node credentials: the registry's host is enough
 
     def __init__(self, token_source: TokenSource = rotate_registry_password) -> None:
         self.token_source = token_source

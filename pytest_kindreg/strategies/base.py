@@ -95,6 +95,9 @@ class BaseStrategy:
     description: ClassVar[str] = ""
     registry_options: ClassVar[dict[str, Any]] = {}
     refusal: ClassVar[re.Pattern[str]] = REFUSED_WITHOUT_PASSWORD
+    # True when prepare_nodes needs only the registry's host and credentials, not the running
+    # registry or its TLS files: on a reused cluster it then runs while the registries start.
+    prepares_nodes_early: ClassVar[bool] = False
 
     def cluster_contribution(self, ctx: StrategyContext) -> ClusterContribution:
         return ClusterContribution(source=self.name)

@@ -13,6 +13,7 @@ from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
 class NodeConfigStrategy(BaseStrategy):
     name: ClassVar[str] = "node_config"
     description: ClassVar[str] = "config.json mounted at /var/lib/kubelet/config.json on every node"
+    prepares_nodes_early: ClassVar[bool] = True  # node credentials: the registry's host is enough
 
     def _auths(self, ctx: StrategyContext) -> dict[str, Any]:
         assert ctx.registry.credentials is not None

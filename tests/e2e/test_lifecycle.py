@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_kindreg import KindCluster
+from pytest_kindreg import KindCluster, KindRegistryEnvironment, PrivateRegistry
 from pytest_kindreg.cluster import find_kind
 from pytest_kindreg.docker_engine import LABEL_MANAGED
 from pytest_kindreg.kubelet import credential_verification
@@ -132,6 +133,59 @@ def test_keep_then_reuse_the_cluster(
         ]
     )
     assert name in _clusters(kind), "a refused reuse must leave the kept cluster alone"
+
+
+def test_reuse_moves_a_registry_whose_port_was_taken(
+    pytestconfig: pytest.Config, delete_afterwards: list[str], monkeypatch: pytest.MonkeyPatch, kindreg_test_image: str
+) -> None:
+    """On a reused cluster the node credentials are written, and kubelet restarted, while the
+    registries start, keyed on the ports prepare() picked. A port taken meanwhile moves its
+    registry: the credentials are written again for the new host, the stale entries go, and
+    pods still pull under both node-credential strategies."""
+    settings = Settings.from_config(pytestconfig)
+    name = _cluster_name("moved")
+    delete_afterwards.append(name)
+    common: dict[str, Any] = {
+        "cluster_name": name,
+        "kind_bin": settings.kind_bin,
+        "node_image": settings.node_image,
+        "registry_image": settings.registry_image,
+    }
+    strategies = ["access_token", "node_config"]
+    with KindRegistryEnvironment(strategies, keep_cluster=True, **common):
+        pass
+
+    taken: list[socket.socket] = []
+    prepare = PrivateRegistry.prepare
+
+    def prepare_then_take_the_port(self: PrivateRegistry, network: str | None = None) -> None:
+        prepare(self, network)
+        # Another process binds the port between prepare() and start(): a real socket.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen()
+        taken.append(sock)
+
+    monkeypatch.setattr(PrivateRegistry, "prepare", prepare_then_take_the_port)
+    try:
+        with KindRegistryEnvironment(strategies, reuse_cluster=True, **common) as env:
+            assert env.cluster is not None and env.cluster.reused
+            stale = {f"127.0.0.1:{sock.getsockname()[1]}" for sock in taken}
+            hosts = {ctx.image_host for ctx in env.contexts.values()}
+            assert len(stale) == 2 and not stale & hosts, "the registries did not move"
+            for node in env.cluster.nodes():
+                keys = set(env.contexts["node_config"].node_credentials.keys_on(env.cluster, node))
+                assert hosts <= keys and not stale & keys, f"{node}: config.json keyed on {sorted(keys)}"
+            for strategy in strategies:
+                ws = env.workspace(strategy)
+                ws.setup()
+                try:
+                    assert ws.run_pod(ws.push(kindreg_test_image)).status.phase == "Running"
+                finally:
+                    ws.teardown()
+    finally:
+        for sock in taken:
+            sock.close()
 
 
 def test_xdist_workers_share_one_cluster(
