@@ -222,6 +222,29 @@ def _pull_secret_names(pod: Any) -> list[str]:
     return [str(getattr(ref, "name", None) or "") for ref in refs if getattr(ref, "name", None)]
 
 
+def secret_cache_missed(pod: Any, events: Sequence[Any], secrets_in_namespace: Iterable[str]) -> bool:
+    """Whether kubelet pulled without the pod's pull secrets although every one of them exists in
+    its namespace (event FailedToRetrieveImagePullSecret). kubelet's watch-based secret cache
+    waits at most 1 s for its first sync (``objectCache.Get`` in
+    pkg/kubelet/util/manager/watch_based_manager.go), which a busy node can miss; kubelet's next
+    pull, after its back-off, reads the synced cache."""
+    wanted = set(_pull_secret_names(pod))
+    return (
+        bool(wanted)
+        and wanted <= set(secrets_in_namespace)
+        and any(getattr(e, "reason", None) == "FailedToRetrieveImagePullSecret" for e in events)
+    )
+
+
+def failed_pulls(events: Sequence[Any]) -> int:
+    """How many pulls of the pod failed so far (kubelet's "Failed to pull image" events, counted)."""
+    return sum(
+        int(getattr(e, "count", None) or 1)
+        for e in events
+        if getattr(e, "reason", None) == "Failed" and _event_message(e).startswith("Failed to pull image")
+    )
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 

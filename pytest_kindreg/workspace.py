@@ -4,6 +4,7 @@ the strategy in effect, its registry, the cluster, a client, and a namespace of 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 import time
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_kindreg.cluster import wait_for
-from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, pull_failure_reason, summarize_pod
+from pytest_kindreg.diagnosis import (
+    diagnose_pull_failure,
+    failed_pulls,
+    format_event,
+    pull_failure_reason,
+    secret_cache_missed,
+    summarize_pod,
+)
 from pytest_kindreg.errors import KindregError, PodStartError
 from pytest_kindreg.registry import split_reference
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
@@ -25,6 +33,9 @@ if TYPE_CHECKING:
 # A pod runs (or its pull fails) 0.6-1.1 s after creation on a kind node: a 1 s poll added about
 # 0.6 s per pod, 6 s per five-strategy session (benchmarks/README.md). One GET per poll.
 POD_POLL_INTERVAL = 0.2
+RETRY_POLL_INTERVAL = 0.5  # kubelet's pull back-off is 10 s at first
+
+log = logging.getLogger("pytest_kindreg")
 
 
 def _slug(text: str, limit: int) -> str:
@@ -314,7 +325,40 @@ class KindPrivateRegistry:
         pod, failure = self._start_pod(image, name, command, timeout, patch, node_name, node_selector)
         if failure is None:
             return pod
-        raise self._start_error(pod, image, failure, self.events(pod.metadata.name))
+        pod, failure, events = self._retry_if_secret_cache_missed(pod, failure, timeout)
+        if failure is None:
+            return pod
+        raise self._start_error(pod, image, failure, events)
+
+    def _retry_if_secret_cache_missed(
+        self, pod: Any, failure: str, timeout: float
+    ) -> tuple[Any, str | None, list[Any]]:
+        """A failed pull whose pull secrets all exist, but which kubelet made without them (its
+        secret cache had not synced), is not the credentials' failure: kubelet's next pull, after
+        a back-off of about 10 s, decides. (pod, failure or None, events)."""
+        events = self.events(pod.metadata.name)
+        secrets_here = (s.metadata.name for s in self.core.list_namespaced_secret(self.namespace).items)
+        if not secret_cache_missed(pod, events, secrets_here):
+            return pod, failure, events
+        log.info("pod %s: kubelet pulled before its secret cache synced; waiting for its retry", pod.metadata.name)
+        return self._await_pull_retry(pod, events, timeout)
+
+    def _await_pull_retry(self, pod: Any, events: list[Any], timeout: float) -> tuple[Any, str | None, list[Any]]:
+        """Wait for kubelet's next pull of a pod whose pull failed: (pod, failure or None, events)."""
+        name = pod.metadata.name
+        failed = failed_pulls(events)
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(RETRY_POLL_INTERVAL)
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+            verdict = _pod_verdict(pod)
+            if verdict == "":
+                return pod, None, events
+            events = self.events(name)
+            if failed_pulls(events) > failed:
+                return pod, verdict or "ErrImagePull", events
+            if time.monotonic() > deadline:
+                return pod, "Timeout", events
 
     def _start_pod(
         self,

@@ -154,3 +154,29 @@ def test_pull_secret_through_the_default_service_account(
     # The pod itself names no pull secret: the ServiceAccount admission adds it.
     pod = kind_private_registry.run_pod(reference, patch=PodPatch())
     assert [s.name for s in pod.spec.image_pull_secrets] == ["kindreg-pull-secret"]
+
+
+@pytest.mark.kindreg_strategy("pull_secret")
+def test_a_pull_made_before_kubelet_had_the_secret_is_retried(
+    kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
+) -> None:
+    """kubelet waits at most 1 s for its secret cache, so on a busy node it may pull without a
+    pull secret that exists (FailedToRetrieveImagePullSecret). run_pod then waits for kubelet's
+    next pull instead of failing. Made here for real: the secret is created after the first pull."""
+    import time
+
+    from pytest_kindreg.strategies.pull_secret import SECRET_NAME, PullSecretStrategy
+
+    ws = kind_private_registry
+    reference = ws.push(kindreg_test_image)
+    ws.core.delete_namespaced_secret(SECRET_NAME, ws.namespace)
+    pod, failure = ws._start_pod(reference, None, None, 120.0, None, None, None)
+    assert failure in ("ErrImagePull", "ImagePullBackOff"), failure
+    # While the secret is still missing, the failure stands at once: retrying would not help.
+    started = time.monotonic()
+    assert ws._retry_if_secret_cache_missed(pod, failure, 120.0)[1] == failure
+    assert time.monotonic() - started < 5
+    PullSecretStrategy().prepare_namespace(ws.context, ws.core, ws.namespace)
+    pod, failure, events = ws._retry_if_secret_cache_missed(pod, failure, 120.0)
+    assert failure is None, [e.message for e in events]
+    assert pod.status.phase == "Running"

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from pytest_kindreg.diagnosis import diagnose_pull_failure, format_event, image_host, pull_failure_reason, summarize_pod
+from pytest_kindreg.diagnosis import (
+    diagnose_pull_failure,
+    failed_pulls,
+    format_event,
+    image_host,
+    pull_failure_reason,
+    secret_cache_missed,
+    summarize_pod,
+)
 
 IMAGE = "127.0.0.1:5001/app:1"
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
@@ -535,3 +543,40 @@ def test_cached_images_match_as_containerd_names_them(pod_image: str, node_name:
     pod = make_pod(image=pod_image, pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message, image=pod_image)])
     causes = diagnose_pull_failure(pod, [], [event("ErrImageNeverPull", message)], cached_images=[node_name])
     assert "IS on the node" in causes[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# kubelet's secret cache missing its first sync: run_pod waits for the next pull
+
+RETRIEVE_FAILED = event(
+    "FailedToRetrieveImagePullSecret",
+    "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.",
+)
+
+
+def test_secret_cache_missed_when_every_secret_exists() -> None:
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH)
+    assert secret_cache_missed(pod, [RETRIEVE_FAILED, *pull_failed(NO_BASIC_AUTH)], ["regcred", "other"])
+
+
+@pytest.mark.parametrize(
+    ("events", "secrets"),
+    [
+        ([RETRIEVE_FAILED], []),  # really missing: retrying would not help
+        (pull_failed(NO_BASIC_AUTH), ["regcred"]),  # kubelet had the secret: the credentials are wrong
+    ],
+)
+def test_secret_cache_not_missed(events: list[Any], secrets: list[str]) -> None:
+    assert not secret_cache_missed(failing_pod(CRI_PREFIX + NO_BASIC_AUTH), events, secrets)
+
+
+def test_secret_cache_not_missed_without_pull_secrets() -> None:
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
+    assert not secret_cache_missed(pod, [RETRIEVE_FAILED], ["regcred"])
+
+
+def test_failed_pulls_counts_kubelet_pull_failures() -> None:
+    first = event("Failed", f"Failed to pull image {IMAGE!r}: no basic auth credentials")
+    assert failed_pulls([RETRIEVE_FAILED, first, event("Failed", "Error: ErrImagePull")]) == 1
+    again = event("Failed", f"Failed to pull image {IMAGE!r}: no basic auth credentials", count=2)
+    assert failed_pulls([again, event("BackOff", "Back-off pulling image")]) == 2
