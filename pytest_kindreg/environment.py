@@ -38,13 +38,6 @@ from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
 
 
-def _prepares_nodes_early(strategy: object) -> bool:
-    """Whether a strategy's ``prepare_nodes`` needs only its registry's host and credentials (not
-    the running registry or its TLS files), so that on a reused cluster it may run while the
-    registries start (:attr:`BaseStrategy.prepares_nodes_early`; absent means no)."""
-    return getattr(strategy, "prepares_nodes_early", False) is True
-
-
 def default_state_dir() -> Path:
     """Where kept clusters keep their mounted files between runs (never a temp dir)."""
     return Path.home() / ".cache" / "pytest-kindreg"
@@ -158,7 +151,7 @@ class KindRegistryEnvironment:
         self.cluster = cluster
         # Side by side: each registry start waits on its own container and readiness probe, and
         # the cluster is created meanwhile (or, to be reused, checked for health).
-        early = [name for name, strategy in self.strategies.items() if _prepares_nodes_early(strategy)]
+        early = [name for name, strategy in self.strategies.items() if strategy.prepares_nodes_early]
         if reuse:
 
             def adopt_and_prepare() -> None:

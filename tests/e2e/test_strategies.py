@@ -7,6 +7,7 @@ elsewhere with the plugin's reason; ``--kindreg-strict`` makes that an error.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -163,8 +164,6 @@ def test_a_pull_made_before_kubelet_had_the_secret_is_retried(
     """kubelet waits at most 1 s for its secret cache, so on a busy node it may pull without a
     pull secret that exists (FailedToRetrieveImagePullSecret). run_pod then waits for kubelet's
     next pull instead of failing. Made here for real: the secret is created after the first pull."""
-    import time
-
     from pytest_kindreg.strategies.pull_secret import SECRET_NAME, PullSecretStrategy
 
     ws = kind_private_registry
