@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from pytest_kindreg.node_credentials import NodeCredentials
 from pytest_kindreg.node_image import check_node_image
 from pytest_kindreg.parallel import in_parallel
 from pytest_kindreg.reaper import register_run, unregister_run
-from pytest_kindreg.registry import DEFAULT_IMAGE, PrivateRegistry
+from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_PULL_SCOPE, PrivateRegistry, check_auth_options
 from pytest_kindreg.strategies import BaseStrategy, StrategyContext, create_strategy, validate_strategy_names
+from pytest_kindreg.strategies.access_token import DEFAULT_ACCESS_TOKEN_TTL
 from pytest_kindreg.tempdirs import make_temp_dir
 from pytest_kindreg.workspace import KindPrivateRegistry
 
@@ -54,6 +55,11 @@ class KindRegistryEnvironment:
         kind_config: KindConfigSource | None = None,
         kind_bin: str | None = None,
         registry_image: str = DEFAULT_IMAGE,
+        registry_auth: str = "htpasswd",
+        pull_scope: Sequence[str] = DEFAULT_PULL_SCOPE,
+        access_token_ttl: float = DEFAULT_ACCESS_TOKEN_TTL,
+        token_listen: str | None = None,
+        token_realm_host: str | None = None,
         keep_cluster: bool = False,
         reuse_cluster: bool = False,
         identity: RunIdentity | None = None,
@@ -72,6 +78,11 @@ class KindRegistryEnvironment:
         self._base_config = self._cluster_config(())
         self.kind_bin = kind_bin
         self.registry_image = registry_image
+        self.registry_auth = registry_auth
+        self.pull_scope = check_auth_options(registry_auth, pull_scope)
+        self.access_token_ttl = access_token_ttl
+        self.token_listen = token_listen
+        self.token_realm_host = token_realm_host
         self.keep_cluster = keep_cluster or reuse_cluster
         self.reuse_cluster = reuse_cluster
         self.strategies: dict[str, BaseStrategy] = {
@@ -137,12 +148,18 @@ class KindRegistryEnvironment:
                 identity=self.identity,
                 role=f"reg-{name}",
                 docker=self._docker,
+                auth=self.registry_auth,
+                pull_scope=self.pull_scope,
+                token_listen=self.token_listen,
+                token_realm_host=self.token_realm_host,
                 **strategy.registry_options,
             )
             workdir = self._tmp / name
             workdir.mkdir(mode=0o700)
             # In contexts before it starts, so that close() stops it whatever happens next.
-            self.contexts[name] = StrategyContext(name, registry, workdir, node_credentials)
+            self.contexts[name] = StrategyContext(
+                name, registry, workdir, node_credentials, access_token_ttl=self.access_token_ttl
+            )
         # Each registry's image and port first: the cluster's config needs the registries' hosts
         # (node_config keys kubelet's credentials on them), not the running registries.
         in_parallel([functools.partial(ctx.registry.prepare, cluster.network) for ctx in self.contexts.values()])
@@ -151,7 +168,12 @@ class KindRegistryEnvironment:
         self.cluster = cluster
         # Side by side: each registry start waits on its own container and readiness probe, and
         # the cluster is created meanwhile (or, to be reused, checked for health).
-        early = [name for name, strategy in self.strategies.items() if strategy.prepares_nodes_early]
+        # Token mode: access tokens come from the started registry's token service, not before.
+        early = [
+            name
+            for name, strategy in self.strategies.items()
+            if strategy.prepares_nodes_early and not self.contexts[name].registry.token_auth
+        ]
         if reuse:
 
             def adopt_and_prepare() -> None:
@@ -283,7 +305,12 @@ class KindRegistryEnvironment:
             lines.extend(f"  {node}: {text}" for node, text in self.containerd.items())
         for name, ctx in self.contexts.items():
             registry = ctx.registry
-            auth = "client certificate" if registry.client_auth and not registry.credentials else "htpasswd"
+            if registry.credentials is None:
+                auth = "client certificate"
+            elif registry.token_auth:
+                auth = f"token auth, realm {registry.realm}, cluster identity pulls {', '.join(registry.pull_scope)}"
+            else:
+                auth = "htpasswd"
             lines.append(f"strategy {name}: registry {registry.name} at {registry.host} ({registry.scheme}, {auth})")
         return lines
 
@@ -299,6 +326,7 @@ class KindRegistryEnvironment:
             "tmp": str(self._tmp),
             "keep_cluster": self.keep_cluster,
             "reuse_cluster": self.reuse_cluster,
+            "access_token_ttl": self.access_token_ttl,
             "kind_bin": self.kind_bin,
             "cluster": {
                 "name": self.cluster.name,
@@ -332,7 +360,9 @@ class KindRegistryEnvironment:
         node_credentials.mounted = state["node_credentials"]["mounted"]
         for name, registry_state in state["registries"].items():
             registry = PrivateRegistry.attach(registry_state, docker=env._docker)
-            env.contexts[name] = StrategyContext(name, registry, env._tmp / name, node_credentials, cluster)
+            env.contexts[name] = StrategyContext(
+                name, registry, env._tmp / name, node_credentials, cluster, access_token_ttl=state["access_token_ttl"]
+            )
         return env
 
     def detach(self) -> None:

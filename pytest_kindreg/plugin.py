@@ -127,7 +127,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[settings_key]
     required = "all" if settings.strict else ", ".join(sorted(settings.required)) or "none (missing ones skip)"
     return [
-        f"kindreg: registry image {settings.registry_image}, node image {settings.node_image or 'kind default'}, "
+        f"kindreg: registry image {settings.registry_image} ({settings.registry_auth} auth"
+        f"{', pull scope ' + ' '.join(settings.pull_scope) if settings.registry_auth == 'token' else ''}), "
+        f"node image {settings.node_image or 'kind default'}, "
         f"cluster {settings.cluster_name or 'kindreg-<run id>'} "
         f"({'reuse' if settings.reuse_cluster else 'new'}{', kept' if settings.keep_cluster else ''}), "
         f"kind config {settings.kind_config.origin if settings.kind_config else 'none'}, "
@@ -204,8 +206,16 @@ def kindreg_test_image(kindreg_settings: Settings, kindreg_docker: Any) -> str:
 def private_registry(
     pytestconfig: pytest.Config, kindreg_settings: Settings, kindreg_docker: Any, kindreg_identity: RunIdentity
 ) -> Iterator[PrivateRegistry]:
-    """A started :class:`PrivateRegistry` (htpasswd, random credentials), for the whole session."""
-    registry = PrivateRegistry(image=kindreg_settings.registry_image, identity=kindreg_identity, docker=kindreg_docker)
+    """A started :class:`PrivateRegistry` (htpasswd or token auth, random credentials), for the whole session."""
+    registry = PrivateRegistry(
+        image=kindreg_settings.registry_image,
+        identity=kindreg_identity,
+        docker=kindreg_docker,
+        auth=kindreg_settings.registry_auth,
+        pull_scope=kindreg_settings.pull_scope,
+        token_listen=kindreg_settings.token_listen,
+        token_realm_host=kindreg_settings.token_realm_host,
+    )
     problem = None
     try:
         registry.start()
@@ -258,6 +268,11 @@ def _started(environment: KindRegistryEnvironment) -> KindRegistryEnvironment:
 
 
 @pytest.fixture(scope="session")
+        registry_auth=settings.registry_auth,
+        pull_scope=settings.pull_scope,
+        access_token_ttl=settings.access_token_ttl,
+        token_listen=settings.token_listen,
+        token_realm_host=settings.token_realm_host,
 def kindreg_kind_config(kindreg_settings: Settings) -> KindConfigSource | None:
     """Your kind v1alpha4 ``Cluster`` config, the base of the session cluster's config: a YAML
     file's path, a dict, or None (one control-plane node plus ``--kindreg-workers``).

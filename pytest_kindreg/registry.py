@@ -1,22 +1,27 @@
-"""``PrivateRegistry``: a ``registry:2`` container with htpasswd auth, optional TLS and mTLS.
+"""``PrivateRegistry``: a ``registry:2`` container with htpasswd or token auth, optional TLS and mTLS.
 
 Usable without pytest::
 
     with PrivateRegistry() as reg:
         ref = reg.push("busybox:1.36")   # -> "127.0.0.1:<port>/busybox:1.36"
+
+Two identities, in both modes: :attr:`~PrivateRegistry.push_credentials` (the host's: pull and
+push) and :attr:`~PrivateRegistry.credentials` (what strategies give the cluster). With
+``auth="token"`` the registry runs distribution's token authentication against the plugin's token
+service (:mod:`pytest_kindreg.token_service`), where the cluster's identity is read-only and
+limited to ``pull_scope``; htpasswd grants every user everything.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,17 @@ from pytest_kindreg.credentials import Credentials, write_private_file
 from pytest_kindreg.diagnosis import is_registry_host
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ImageMissingError, PortInUseError, RegistryError, first_line
+from pytest_kindreg.registry_auth import RegistryAuth, fetch_token
+from pytest_kindreg.registry_identities import RegistryIdentities
+from pytest_kindreg.registry_tokens import (
+    TokenSigner,
+    issue_access_token,
+    key_account,
+    key_digest,
+    service_account_key_document,
+)
 from pytest_kindreg.tempdirs import make_temp_dir
+from pytest_kindreg.token_service import TOKEN_PATH, TokenServiceConfig, TokenServiceProcess
 from pytest_kindreg.tunnel import ClientCertTunnel
 
 log = logging.getLogger("pytest_kindreg")
@@ -37,6 +52,9 @@ log = logging.getLogger("pytest_kindreg")
 CONTAINER_PORT = 5000
 DEFAULT_IMAGE = "registry:2"
 DEFAULT_TEST_IMAGE = "kindreg-test/busybox:1.0"  # what examples push; build-images makes it too
+AUTH_MODES = ("htpasswd", "token")
+DEFAULT_PULL_SCOPE = ("*",)
+TOKEN_ISSUER = "pytest-kindreg token service"  # noqa: S105 - a name, not a secret
 BUILD_HINT = (
     "Pull it where a registry is reachable (`docker pull registry:2`), or build it offline "
     "from Debian's docker-registry package with `kindreg build-images`."
@@ -73,6 +91,35 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def check_auth_options(auth: str, pull_scope: Sequence[str] | str) -> tuple[str, ...]:
+    """The pull scope as a tuple, or ``ValueError`` saying what is wrong with the auth options."""
+    if auth not in AUTH_MODES:
+        raise ValueError(f"{auth!r} is not a valid registry auth mode. Valid modes: {', '.join(AUTH_MODES)}")
+    scope = (pull_scope,) if isinstance(pull_scope, str) else tuple(pull_scope)
+    if not scope or not all(isinstance(p, str) and p for p in scope):
+        raise ValueError(f"the pull scope must be one or more repository glob patterns, got {pull_scope!r}")
+    if scope != DEFAULT_PULL_SCOPE and auth != "token":
+        raise ValueError(
+            f"the pull scope {list(scope)} needs token auth (--kindreg-registry-auth token, auth='token'): with "
+            "htpasswd every user may pull and push every repository"
+        )
+    return scope
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The IPv4 address of a local network interface (e.g. ``docker0``), None if it has none."""
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            packed = fcntl.ioctl(sock.fileno(), siocgifaddr, struct.pack("256s", name[:15].encode()))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,6 +133,14 @@ class PrivateRegistry:
     ``localhost``, ``127.0.0.1`` and the container name; ``client_auth=True`` (implies TLS)
     also requires a client certificate signed by that CA. ``htpasswd=False`` turns off
     password auth, for registries where the client certificate is the credential.
+
+    ``auth="token"`` puts distribution's token authentication in front of the same users: the
+    registry answers ``401 Bearer realm=…`` and trusts only tokens of the run's token service,
+    which grants :attr:`push_credentials` pull and push and every other identity pull on the
+    repositories its ``pull_scope`` globs name. ``token_listen`` is the address the token service
+    listens on (default: the Docker engine's default bridge gateway, which the engine and every
+    container reach); ``token_realm_host`` the host name clients are told to use for it (default:
+    the same address; on Docker Desktop, ``host.docker.internal`` with ``token_listen="127.0.0.1"``).
     """
 
     def __init__(
@@ -98,18 +153,29 @@ class PrivateRegistry:
         tls: bool = False,
         client_auth: bool = False,
         htpasswd: bool = True,
+        auth: str = "htpasswd",
+        pull_scope: Sequence[str] = DEFAULT_PULL_SCOPE,
+        token_listen: str | None = None,
+        token_realm_host: str | None = None,
         identity: RunIdentity | None = None,
         role: str = "registry",
         ready_timeout: float = 30.0,
         docker: Any = None,
     ) -> None:
+        scope = check_auth_options(auth, pull_scope)
         self.image = image
         self.identity = identity or RunIdentity()
         self.role = role
         self.name = name or self.identity.name(role)
         self.requested_port = port
-        self._credentials: Credentials | None = (credentials or Credentials.random()) if htpasswd else None
-        self._credentials_mtime = 0.0
+        # The client certificate is the only credential of a registry without password auth:
+        # token mode then has no user to trade, and does not apply.
+        self.auth = auth if htpasswd else "none"
+        self.pull_scope = scope
+        self._identities: RegistryIdentities | None = (
+            RegistryIdentities.random(scope, pull=credentials) if htpasswd else None
+        )
+        self._identities_mtime = 0.0
         self.tls = tls or client_auth
         self.client_auth = client_auth
         self.ready_timeout = ready_timeout
@@ -122,27 +188,48 @@ class PrivateRegistry:
         self._workdir: Path | None = None
         self._tls_files: TlsFiles | None = None
         self._tunnel: ClientCertTunnel | None = None
+        self._token_listen = token_listen
+        self._token_realm_host = token_realm_host
+        self._token_service: TokenServiceProcess | None = None
         self._local_tags: set[str] = set()
         self._lock = threading.RLock()
 
     # -- identity ---------------------------------------------------------------------------
     @property
-    def credentials(self) -> Credentials | None:
-        """The current credentials; re-read when another process sharing this registry rotated them."""
+    def token_auth(self) -> bool:
+        """Whether the registry runs token authentication (``auth="token"`` with password users)."""
+        return self.auth == "token"
+
+    @property
+    def identities(self) -> RegistryIdentities | None:
+        """Every user of the registry; re-read when another process sharing it changed them."""
         path = self._workdir / "credentials.json" if self._workdir is not None else None
-        if self._credentials is not None and path is not None:
+        if self._identities is not None and path is not None:
             with contextlib.suppress(FileNotFoundError):
                 mtime = path.stat().st_mtime
-                if mtime != self._credentials_mtime:
-                    data = json.loads(path.read_text())
-                    self._credentials = Credentials(data["username"], data["password"])
-                    self._credentials_mtime = mtime
-        return self._credentials
+                if mtime != self._identities_mtime:
+                    self._identities = RegistryIdentities.from_json(path.read_text())
+                    self._identities_mtime = mtime
+        return self._identities
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The cluster's identity: what strategies give nodes and pods (read-only in token mode).
+        None for a registry without password auth."""
+        identities = self.identities
+        return identities.pull if identities is not None else None
+
+    @property
+    def push_credentials(self) -> Credentials | None:
+        """The host's identity: pushes (and the plugin's own reads) use it. It may push in both modes."""
+        identities = self.identities
+        return identities.push if identities is not None else None
 
     def __repr__(self) -> str:
         state = f"host={self.host!r}" if self._port else "not started"
         user = f" username={self.username!r}" if self.credentials else ""
-        return f"<PrivateRegistry {self.name} {state}{user} tls={self.tls} client_auth={self.client_auth}>"
+        flags = f"auth={self.auth} tls={self.tls} client_auth={self.client_auth}"
+        return f"<PrivateRegistry {self.name} {state}{user} {flags}>"
 
     __str__ = __repr__
 
@@ -273,8 +360,21 @@ class PrivateRegistry:
             "REGISTRY_STORAGE_DELETE_ENABLED": "true",
         }
         volumes: dict[str, dict[str, str]] = {}
-        if self.credentials is not None:
-            self._write_htpasswd(self.credentials)
+        if self._identities is not None:
+            self._write_identities(self._identities)
+        if self.token_auth:
+            realm = self._start_token_service()
+            bundle = self.workdir / "token" / "bundle.pem"
+            env |= {
+                "REGISTRY_AUTH": "token",
+                "REGISTRY_AUTH_TOKEN_REALM": realm,
+                "REGISTRY_AUTH_TOKEN_SERVICE": self.name,
+                "REGISTRY_AUTH_TOKEN_ISSUER": TOKEN_ISSUER,
+                "REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE": "/token/bundle.pem",
+            }
+            # Only the CA the registry trusts is mounted, never the signing key.
+            volumes[str(bundle)] = {"bind": "/token/bundle.pem", "mode": "ro"}
+        elif self._identities is not None:
             env |= {
                 "REGISTRY_AUTH": "htpasswd",
                 "REGISTRY_AUTH_HTPASSWD_REALM": "pytest-kindreg",
@@ -297,6 +397,95 @@ class PrivateRegistry:
         self.wait_ready()
         log.info("registry %s ready at %s", self.name, self.host)
 
+    def _token_listen_address(self) -> str:
+        """Where the token service listens: given, else the default bridge's gateway, an address of
+        this host that the engine (which pushes) and kind's nodes (which pull) both reach."""
+        if self._token_listen:
+            return self._token_listen
+        try:
+            attrs = self._docker.networks.get("bridge").attrs
+        except NotFound:
+            attrs = {}
+        for config in (attrs.get("IPAM") or {}).get("Config") or []:
+            gateway = config.get("Gateway", "")
+            if gateway and ":" not in gateway:
+                return str(gateway)
+        # Older engines leave the default bridge's gateway out of IPAM: it is the bridge's own address.
+        bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name")
+        address = interface_ipv4(bridge) if bridge else None
+        if address:
+            return address
+        raise RegistryError(
+            "token mode needs an address of this host that the Docker engine and its containers both reach, and "
+            "the engine has no default bridge (docker0) with an IPv4 gateway; pass token_listen= (and "
+            "token_realm_host= if clients must use another name for it)"
+        )
+
+    @property
+    def realm(self) -> str | None:
+        """The token service's URL as clients see it (token mode), else None."""
+        service = self._token_service
+        if service is None:
+            return None
+        return f"http://{self._token_realm_host or service.host}:{service.port}{TOKEN_PATH}"
+
+    def _realm_url(self, realm: str) -> str:
+        """Where this process reaches the realm: its listen address when clients use another name."""
+        service = self._token_service
+        if service is None or not self._token_realm_host:
+            return realm
+        return realm.replace(f"//{self._token_realm_host}:", f"//{service.host}:", 1)
+
+    def _start_token_service(self) -> str:
+        signer_dir = self.workdir / "token"
+        TokenSigner.create().write(signer_dir)
+        self._write_token_config()
+        host = self._token_listen_address()
+        from pytest_kindreg.docker_engine import process_start_time
+
+        last: RegistryError | None = None
+        for _attempt in range(3):  # a port picked free may be taken before the service binds it
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, 0))
+                except OSError as exc:
+                    raise RegistryError(
+                        f"the token service cannot listen on {host}: {exc.strerror or exc}; on Docker Desktop or "
+                        "colima pass token_listen='127.0.0.1' and token_realm_host='host.docker.internal' "
+                        "(--kindreg-token-listen / --kindreg-token-realm-host)"
+                    ) from None
+                port = int(sock.getsockname()[1])
+            try:
+                self._token_service = TokenServiceProcess.start(
+                    signer_dir / "config.json",
+                    host,
+                    port,
+                    self.identity.pid,
+                    process_start_time(self.identity.pid),
+                )
+                break
+            except RegistryError as exc:
+                last = exc
+        else:
+            assert last is not None
+            raise last
+        realm = self.realm
+        assert realm is not None
+        return realm
+
+    def _write_token_config(self) -> None:
+        identities = self._identities
+        assert identities is not None and self._workdir is not None
+        signer_dir = self._workdir / "token"
+        TokenServiceConfig(
+            issuer=TOKEN_ISSUER,
+            service=self.name,
+            signer_dir=str(signer_dir),
+            htpasswd=str(self._workdir / "auth" / "htpasswd"),
+            acl=identities.acl().to_list(),
+            service_account_keys=dict(identities.service_account_keys),
+        ).write(signer_dir / "config.json")
+
     def _open_tunnel(self) -> None:
         """With client-cert auth, the loopback tunnel the host pushes through (dockerd sends no cert)."""
         if not self.client_auth:
@@ -310,7 +499,7 @@ class PrivateRegistry:
             files.ca,
             files.client_cert,
             files.client_key,
-            upstream_credentials=lambda: self.credentials,
+            upstream_credentials=lambda: self.push_credentials,
         )
 
     # -- sharing between processes ------------------------------------------------------------
@@ -323,7 +512,20 @@ class PrivateRegistry:
             "port": self.port,
             "tls": self.tls,
             "client_auth": self.client_auth,
-            "htpasswd": self._credentials is not None,
+            "htpasswd": self._identities is not None,
+            "auth": self.auth,
+            "pull_scope": list(self.pull_scope),
+            "token_service": (
+                {
+                    "pid": self._token_service.pid,
+                    "start_time": self._token_service.start_time,
+                    "host": self._token_service.host,
+                    "port": self._token_service.port,
+                    "realm_host": self._token_realm_host,
+                }
+                if self._token_service is not None
+                else None
+            ),
             "workdir": str(self.workdir),
             "run_id": self.identity.run_id,
             "pid": self.identity.pid,
@@ -339,9 +541,21 @@ class PrivateRegistry:
             tls=state["tls"],
             client_auth=state["client_auth"],
             htpasswd=state["htpasswd"],
+            auth=state["auth"] if state["htpasswd"] else "htpasswd",
+            pull_scope=state["pull_scope"],
             identity=RunIdentity(run_id=state["run_id"], pid=state["pid"]),
             docker=docker,
         )
+        service = state.get("token_service")
+        if service is not None:
+            registry._token_realm_host = service["realm_host"]
+            registry._token_service = TokenServiceProcess(
+                service["pid"],
+                service["start_time"],
+                service["host"],
+                service["port"],
+                Path(state["workdir"]) / "token" / "token-service.log",
+            )
         registry._docker = docker or docker_client()
         registry._port = int(state["port"])
         registry._workdir = Path(state["workdir"])
@@ -359,6 +573,7 @@ class PrivateRegistry:
         with self._lock:
             self._release_local()
             self._container = None
+            self._token_service = None
 
     def _release_local(self) -> None:
         """Close this process's tunnel and remove the local tags its pushes made."""
@@ -438,13 +653,17 @@ class PrivateRegistry:
             return None
 
     def stop(self) -> None:
-        """Remove the container, its volume, the tunnel and every file this registry wrote."""
+        """Remove the container, its volume, the tunnel, the token service and every file this
+        registry wrote."""
         with self._lock:
             self._release_local()
             if self._container is not None:
                 with contextlib.suppress(NotFound):
                     self._container.remove(force=True, v=True)
                 self._container = None
+            if self._token_service is not None:
+                self._token_service.stop()
+                self._token_service = None
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
@@ -465,6 +684,15 @@ class PrivateRegistry:
             kwargs["cert"] = files.client_pair
         return kwargs
 
+    def auth_for(self, credentials: Credentials | None) -> Any:
+        """requests' ``auth`` for this registry: Basic credentials, or (token mode) the Bearer flow
+        through the realm, as registry clients do it."""
+        if credentials is None:
+            return None
+        if self.token_auth:
+            return RegistryAuth(credentials, self._realm_url, timeout=10)
+        return (credentials.username, credentials.password)
+
     def get(
         self,
         path: str,
@@ -473,10 +701,9 @@ class PrivateRegistry:
         timeout: float = 10.0,
         credentials: Credentials | None = None,
     ) -> requests.Response:
-        """GET ``path`` of the registry API (e.g. ``/v2/``) with the current (or given) credentials."""
-        creds = (credentials or self.credentials) if authenticated else None
-        auth = (creds.username, creds.password) if creds else None
-        return requests.get(f"{self.url}{path}", auth=auth, timeout=timeout, **self.tls_kwargs())
+        """GET ``path`` of the registry API (e.g. ``/v2/``) as the host's identity (or the given one)."""
+        creds = (credentials or self.push_credentials) if authenticated else None
+        return requests.get(f"{self.url}{path}", auth=self.auth_for(creds), timeout=timeout, **self.tls_kwargs())
 
     def _probe(self) -> None:
         authed = self.get("/v2/", timeout=5)
@@ -486,6 +713,10 @@ class PrivateRegistry:
             anonymous = self.get("/v2/", authenticated=False, timeout=5)
             if anonymous.status_code != 401:
                 raise _NotReady(f"anonymous GET /v2/ answered {anonymous.status_code}, expected 401")
+            challenge = anonymous.headers.get("WWW-Authenticate", "")
+            expected = f'Bearer realm="{self.realm}"' if self.token_auth else "Basic "
+            if not challenge.startswith(expected):
+                raise _NotReady(f"anonymous GET /v2/ challenged with {challenge!r}, expected {expected}…")
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait, within one deadline, for authenticated /v2/ → 200 and anonymous → 401."""
@@ -555,35 +786,110 @@ class PrivateRegistry:
                 log.warning("registry %s was %s; restarting it", self.name, self._container.status)
                 self._container.start()
                 self.wait_ready()
+            service = self._token_service
+            if service is not None and not service.alive():
+                raise RegistryError(
+                    f"the token service of registry {self.name} (pid {service.pid}) has exited, so no client can get "
+                    f"a token; its log: {service.log_path}"
+                )
 
     # -- credentials ------------------------------------------------------------------------
-    def _write_htpasswd(self, credentials: Credentials) -> None:
-        # Plain credentials for processes that attach to this registry (xdist workers), kept
-        # outside the directory mounted into the registry container.
-        record = write_private_file(self.workdir / ".credentials.new", json.dumps(vars(credentials)))
+    def _write_identities(self, identities: RegistryIdentities) -> None:
+        """The record every process of the run reads (0600, outside what the container mounts), the
+        htpasswd file (registry or token service), and the token service's ACL."""
+        record = write_private_file(self.workdir / ".credentials.new", identities.to_json())
         record.replace(self.workdir / "credentials.json")
-        self._credentials = credentials
-        self._credentials_mtime = (self.workdir / "credentials.json").stat().st_mtime
+        self._identities = identities
+        self._identities_mtime = (self.workdir / "credentials.json").stat().st_mtime
         auth = self.workdir / "auth"
         auth.mkdir(mode=0o700, exist_ok=True)
-        tmp = write_private_file(auth / ".htpasswd.new", credentials.htpasswd_line() + "\n")
+        lines = "".join(c.htpasswd_line() + "\n" for c in identities.htpasswd_users())
+        tmp = write_private_file(auth / ".htpasswd.new", lines)
         # A rename gives the file a new mtime, which is what makes the registry re-read it.
         tmp.replace(auth / "htpasswd")
+        if self._token_service is not None or (self.token_auth and (self.workdir / "token").exists()):
+            self._write_token_config()
+
+    def _require_identities(self) -> RegistryIdentities:
+        identities = self.identities
+        if identities is None:
+            raise RegistryError(f"registry {self.name} has no password auth (its client certificate is the credential)")
+        return identities
+
+    def _require_token_mode(self, what: str) -> None:
+        if not self.token_auth:
+            raise RegistryError(
+                f"{what} needs a registry in token mode (auth='token', --kindreg-registry-auth token); "
+                f"registry {self.name} uses {self.auth}"
+            )
 
     def rotate_credentials(self, new: Credentials | None = None) -> Credentials:
-        """Replace the registry's only user; the old credentials stop working once this returns."""
+        """Replace the cluster's identity; the old credentials stop working once this returns
+        (the host's push identity stays)."""
         with self._lock:
-            if self.credentials is None:
-                raise RegistryError(f"registry {self.name} has no password auth to rotate")
-            old = self.credentials
-            self._write_htpasswd(new or Credentials.random())
+            identities = self._require_identities()
+            old = identities.pull
+            self._write_identities(identities.with_pull(new or Credentials.random()))
             self.wait_ready()
-            status = self.get("/v2/", timeout=5, credentials=old).status_code
             current = self.credentials
             assert current is not None
-            if status != 401 and old != current:
-                raise RegistryError(f"registry {self.name} still accepts the old credentials after rotation")
+            if old != current:
+                if self.get("/v2/", timeout=5, credentials=current).status_code != 200:
+                    raise RegistryError(f"registry {self.name} does not accept the new credentials after rotation")
+                if self.get("/v2/", timeout=5, credentials=old).status_code != 401:
+                    raise RegistryError(f"registry {self.name} still accepts the old credentials after rotation")
             return current
+
+    def add_identity(self, prefix: str = "kindreg-id", pull_scope: Sequence[str] | None = None) -> Credentials:
+        """A further read-only identity (e.g. one ServiceAccount's own registry user), allowed to
+        pull ``pull_scope`` (default: the registry's). In htpasswd mode it can do what every user can."""
+        scope = tuple(pull_scope) if pull_scope is not None else self.pull_scope
+        if scope != self.pull_scope and not self.token_auth:
+            raise RegistryError(f"a pull_scope of its own needs token mode; registry {self.name} uses {self.auth}")
+        with self._lock:
+            credentials = Credentials.random(prefix)
+            self._write_identities(self._require_identities().with_extra(credentials, scope))
+            return credentials
+
+    def remove_identities(self, usernames: Sequence[str]) -> None:
+        """Forget identities made by :meth:`add_identity`; their credentials stop working."""
+        with self._lock:
+            self._write_identities(self._require_identities().without_extra(usernames))
+
+    def issue_access_token(self, ttl: float = 3600.0) -> Credentials:
+        """``Credentials("oauth2accesstoken", <token>)``, read-only (the cluster's scope) and valid for
+        ``ttl`` seconds, checked by the token service; a registry token traded for it never outlives it."""
+        self._require_token_mode("issue_access_token()")
+        signer = TokenSigner.load(self.workdir / "token")
+        return issue_access_token(signer, issuer=TOKEN_ISSUER, service=self.name, subject=self.name, ttl=ttl)
+
+    def issue_service_account_key(self, name: str = "kindreg-puller") -> Credentials:
+        """``Credentials("_json_key", <a JSON key document>)``, read-only (the cluster's scope). The
+        token service checks the whole document, not its first 72 bytes as bcrypt would."""
+        self._require_token_mode("issue_service_account_key()")
+        document = service_account_key_document(self.name, name)
+        with self._lock:
+            identities = self._require_identities()
+            self._write_identities(identities.with_service_account_key(key_digest(document), key_account(document)))
+        return Credentials("_json_key", document)
+
+    def granted_actions(self, repository: str, credentials: Credentials | None = None) -> list[str]:
+        """What the token service grants ``credentials`` (default: the cluster's) on ``repository``,
+        of pull and push (token mode)."""
+        self._require_token_mode("granted_actions()")
+        realm = self.realm
+        assert realm is not None
+        token = fetch_token(
+            self._realm_url(realm),
+            credentials or self.credentials,
+            self.name,
+            [f"repository:{repository}:pull,push"],
+            timeout=10,
+        )
+        import jwt
+
+        claims = jwt.decode(token, options={"verify_signature": False})  # our own token, read not checked
+        return sorted({a for entry in claims.get("access") or [] for a in entry.get("actions") or []})
 
     # -- images -----------------------------------------------------------------------------
     @property
@@ -595,14 +901,23 @@ class PrivateRegistry:
         """``127.0.0.1:<port>`` of this process's client-certificate tunnel, None without one."""
         return self._tunnel.address if self._tunnel is not None else None
 
-    def _auth_config(self) -> dict[str, str] | None:
+    def _auth_config(self, credentials: Credentials | None = None) -> dict[str, str] | None:
         # Through the tunnel, the daemon authenticates to the tunnel; the tunnel to the registry.
         if self._tunnel is not None:
             return self._tunnel.credentials.as_docker_auth_config()
-        return self.credentials.as_docker_auth_config() if self.credentials else None
+        creds = credentials or self.push_credentials
+        return creds.as_docker_auth_config() if creds else None
 
-    def push(self, source: str, repository: str | None = None, tag: str | None = None) -> str:
-        """Tag local image ``source`` into this registry and push it with the credentials.
+    def push(
+        self,
+        source: str,
+        repository: str | None = None,
+        tag: str | None = None,
+        *,
+        credentials: Credentials | None = None,
+    ) -> str:
+        """Tag local image ``source`` into this registry and push it as the host's identity (or as
+        ``credentials``: in token mode, the cluster's identity is refused, which proves it read-only).
 
         Returns the pushed reference, ``127.0.0.1:<port>/<repository>:<tag>``.
         """
@@ -618,12 +933,15 @@ class PrivateRegistry:
         image.tag(target, tag)
         try:
             for line in self._docker.images.push(
-                target, tag=tag, auth_config=self._auth_config(), stream=True, decode=True
+                target, tag=tag, auth_config=self._auth_config(credentials), stream=True, decode=True
             ):
                 if "error" in line:
-                    raise RegistryError(f"push of {source} to {self.name} failed: {line['error']}")
+                    raise RegistryError(
+                        f"push of {source} to {self.name} failed: {line['error']}"
+                        + self._refusal_detail(repository, credentials, "push")
+                    )
         finally:
-            if self._tunnel is not None:
+            if self._tunnel is not None or credentials is not None:
                 with contextlib.suppress(Exception):
                     self._docker.images.remove(f"{target}:{tag}", noprune=True)
         reference = f"{self.host}/{repository}:{tag}"
@@ -631,16 +949,39 @@ class PrivateRegistry:
         self._local_tags.add(reference)
         return reference
 
-    def pull(self, reference: str) -> Any:
-        """Pull ``reference`` (an image of this registry) to the host Docker with the credentials."""
+    def _refusal_detail(self, repository: str, credentials: Credentials | None, action: str) -> str:
+        """In token mode, which of pull and push the token service grants the identity on the
+        repository, so that a refusal names the missing action."""
+        if not self.token_auth:
+            return ""
+        creds = credentials or self.push_credentials
+        assert creds is not None
+        try:
+            granted = self.granted_actions(repository, creds)
+        except (requests.RequestException, RegistryError, KeyError, ValueError):
+            return ""
+        if action in granted:
+            return ""
+        shown = ", ".join(granted) if granted else "nothing"
+        return (
+            f" (token mode: {creds.username} is granted {shown} on repository:{repository}; the {action!r} action "
+            f"is missing{', this identity is read-only' if action == 'push' and 'pull' in granted else ''})"
+        )
+
+    def pull(self, reference: str, *, credentials: Credentials | None = None) -> Any:
+        """Pull ``reference`` (an image of this registry) to the host Docker as the host's identity
+        (or as ``credentials``)."""
         self.ensure_running()
         repository, tag = split_reference(reference)
         path = repository.split("/", 1)[1] if repository.startswith(self.host + "/") else repository
         source = f"{self._push_host}/{path}"
         try:
-            image = self._docker.images.pull(source, tag=tag, auth_config=self._auth_config())
+            image = self._docker.images.pull(source, tag=tag, auth_config=self._auth_config(credentials))
         except APIError as exc:
-            raise RegistryError(f"pull of {reference} from {self.name} failed: {exc.explanation or exc}") from exc
+            raise RegistryError(
+                f"pull of {reference} from {self.name} failed: {exc.explanation or exc}"
+                + self._refusal_detail(path, credentials, "pull")
+            ) from exc
         self._local_tags.add(f"{self.host}/{path}:{tag}")
         if source != f"{self.host}/{path}":
             image.tag(f"{self.host}/{path}", tag)
@@ -650,7 +991,7 @@ class PrivateRegistry:
         return image
 
     def tags(self, repository: str) -> list[str]:
-        """The tags of a repository, read through the registry API with the credentials."""
+        """The tags of a repository, read through the registry API as the host's identity."""
         resp = self.get(f"/v2/{repository}/tags/list")
         resp.raise_for_status()
         return list(resp.json().get("tags") or [])

@@ -11,7 +11,8 @@ import pytest
 
 from pytest_kindreg.errors import KindConfigError
 from pytest_kindreg.kind_config import KindClusterConfig, UserKindConfig, load_kind_config, resolve_cluster_name
-from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_TEST_IMAGE
+from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_PULL_SCOPE, DEFAULT_TEST_IMAGE, check_auth_options
+from pytest_kindreg.strategies.access_token import DEFAULT_ACCESS_TOKEN_TTL
 
 REQUIREMENTS = ("docker", "kind")
 DEFAULT_STRATEGIES = ("pull_secret",)
@@ -62,6 +63,44 @@ def add_options(parser: pytest.Parser) -> None:
     )
     option("kindreg_registry_image", "string", f"registry image (default {DEFAULT_IMAGE})", default=DEFAULT_IMAGE)
     option(
+        "kindreg_registry_auth",
+        "string",
+        "how the registries authenticate: 'htpasswd' (the default) or 'token' (distribution's Bearer token auth "
+        "with the plugin's token service: the cluster's identity is read-only, limited to kindreg_pull_scope)",
+        default="htpasswd",
+    )
+    group.addoption(
+        "--kindreg-pull-scope",
+        dest="kindreg_pull_scope",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="token mode: a repository glob the cluster's identity may pull (repeatable; default *)",
+    )
+    parser.addini(
+        "kindreg_pull_scope",
+        "token mode: repository globs the cluster's identity may pull (default *)",
+        type="linelist",
+        default=list(DEFAULT_PULL_SCOPE),
+    )
+    option(
+        "kindreg_access_token_ttl",
+        "string",
+        "token mode: seconds an access token of the access_token strategy is valid "
+        f"(default {DEFAULT_ACCESS_TOKEN_TTL:g})",
+    )
+    option(
+        "kindreg_token_listen",
+        "string",
+        "token mode: the address the token service listens on (default: the Docker engine's default bridge gateway)",
+    )
+    option(
+        "kindreg_token_realm_host",
+        "string",
+        "token mode: the host name clients use for the token service (default: its listen address; Docker "
+        "Desktop: host.docker.internal)",
+    )
+    option(
         "kindreg_test_image",
         "string",
         f"local image the examples push (default {DEFAULT_TEST_IMAGE})",
@@ -105,6 +144,11 @@ class Settings:
     strategies_selected: tuple[str, ...] = ()
     default_strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     registry_image: str = DEFAULT_IMAGE
+    registry_auth: str = "htpasswd"
+    pull_scope: tuple[str, ...] = DEFAULT_PULL_SCOPE
+    access_token_ttl: float = DEFAULT_ACCESS_TOKEN_TTL
+    token_listen: str | None = None
+    token_realm_host: str | None = None
     test_image: str = DEFAULT_TEST_IMAGE
     kind_bin: str | None = None
     node_image: str | None = None
@@ -159,6 +203,7 @@ class Settings:
             strategies_selected=tuple(config.getoption("kindreg_strategy", default=None) or ()),
             default_strategies=tuple(config.getini("kindreg_default_strategies")) or DEFAULT_STRATEGIES,
             registry_image=str(get("kindreg_registry_image")),
+            **_registry_auth(config, get),
             test_image=str(get("kindreg_test_image")),
             kind_bin=get("kindreg_kind_bin") or os.environ.get("KIND") or None,
             node_image=node_image,
@@ -185,3 +230,29 @@ def _kind_config(config: pytest.Config) -> UserKindConfig | None:
         return load_kind_config(Path(base) / os.path.expanduser(str(value)))
     except KindConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _registry_auth(config: pytest.Config, get: Any) -> dict[str, Any]:
+    """The registries' auth mode and what goes with it, checked: one usage error per mistake."""
+    auth = str(get("kindreg_registry_auth") or "htpasswd")
+    requested = config.getoption("kindreg_pull_scope", default=None) or config.getini("kindreg_pull_scope")
+    try:
+        scope = check_auth_options(auth, tuple(requested) or DEFAULT_PULL_SCOPE)
+    except ValueError as exc:
+        raise pytest.UsageError(f"kindreg: {exc}") from None
+    ttl_text = get("kindreg_access_token_ttl")
+    ttl = DEFAULT_ACCESS_TOKEN_TTL
+    if ttl_text not in (None, ""):
+        try:
+            ttl = float(ttl_text)
+        except ValueError:
+            ttl = -1.0
+        if not ttl > 0:
+            raise pytest.UsageError(f"--kindreg-access-token-ttl takes a number of seconds > 0, not {ttl_text!r}")
+    return {
+        "registry_auth": auth,
+        "pull_scope": scope,
+        "access_token_ttl": ttl,
+        "token_listen": get("kindreg_token_listen") or None,
+        "token_realm_host": get("kindreg_token_realm_host") or None,
+    }

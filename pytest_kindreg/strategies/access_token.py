@@ -1,5 +1,10 @@
 """``access_token``: credentials written into running nodes, then kubelet restarted on each,
-as kind's guide (kind-gcr.sh) prescribes. Supports rotation with a token source."""
+as kind's guide (kind-gcr.sh) prescribes. Supports rotation with a token source.
+
+With a token-auth registry the credential is a real access token (``oauth2accesstoken``) that
+expires on a clock (``--kindreg-access-token-ttl``), as cloud registries' do; with htpasswd the
+"token" is a registry password that changes only when rotated.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,15 @@ from pytest_kindreg.credentials import Credentials
 from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
 
 TokenSource = Callable[[StrategyContext], Credentials]
+DEFAULT_ACCESS_TOKEN_TTL = 3600.0
 
 
-def rotate_registry_password(ctx: StrategyContext) -> Credentials:
-    """The default token source: the registry issues a new password and forgets the old one,
-    the way a short-lived access token (or a re-issued ``_json_key``) replaces the previous one."""
+def fresh_token(ctx: StrategyContext) -> Credentials:
+    """The default token source. Token mode: a new access token, valid ``ctx.access_token_ttl``
+    seconds (the old one stays valid until it expires, as real ones do). htpasswd: the registry
+    issues a new password and forgets the old one."""
+    if ctx.registry.token_auth:
+        return ctx.registry.issue_access_token(ttl=ctx.access_token_ttl)
     return ctx.registry.rotate_credentials()
 
 
@@ -23,7 +32,7 @@ class AccessTokenStrategy(BaseStrategy):
     description: ClassVar[str] = "credentials written into running nodes, kubelet restarted"
     prepares_nodes_early: ClassVar[bool] = True  # node credentials: the registry's host is enough
 
-    def __init__(self, token_source: TokenSource = rotate_registry_password) -> None:
+    def __init__(self, token_source: TokenSource = fresh_token) -> None:
         self.token_source = token_source
         self.rotations = 0
 
@@ -32,6 +41,9 @@ class AccessTokenStrategy(BaseStrategy):
         ctx.node_credentials.apply(ctx.require_cluster(), {ctx.image_host: credentials}, restart_kubelet=True)
 
     def prepare_nodes(self, ctx: StrategyContext, *, reused: bool) -> None:
+        if ctx.registry.token_auth:
+            self.install(ctx, ctx.registry.issue_access_token(ttl=ctx.access_token_ttl))
+            return
         assert ctx.registry.credentials is not None
         self.install(ctx, ctx.registry.credentials)
 

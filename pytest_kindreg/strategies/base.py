@@ -31,6 +31,7 @@ class StrategyContext:
     workdir: Path
     node_credentials: NodeCredentials
     cluster: KindCluster | None = None
+    access_token_ttl: float = 3600.0  # token mode: how long access tokens issued for the cluster live
 
     @property
     def image_host(self) -> str:

@@ -73,7 +73,8 @@ class SideLoadStrategy(BaseStrategy):
         if reference.endswith(":latest"):
             raise ValueError(f"side_load needs a pinned tag, not {reference!r}: ':latest' makes kubelet pull")
         # Credentials go to the engine per request (docker SDK auth_config): no config file is written.
-        ctx.registry.pull(reference)
+        # The cluster's identity pulls, as the cluster would: read-only in token mode.
+        ctx.registry.pull(reference, credentials=ctx.registry.credentials)
         ctx.require_cluster().load_image(reference)
         return reference
 
