@@ -255,6 +255,11 @@ def _new_environment(
         kind_config=user_config,
         kind_bin=settings.kind_bin,
         registry_image=settings.registry_image,
+        registry_auth=settings.registry_auth,
+        pull_scope=settings.pull_scope,
+        access_token_ttl=settings.access_token_ttl,
+        token_listen=settings.token_listen,
+        token_realm_host=settings.token_realm_host,
         keep_cluster=settings.keep_cluster,
         reuse_cluster=settings.reuse_cluster,
         identity=identity,
@@ -268,11 +273,6 @@ def _started(environment: KindRegistryEnvironment) -> KindRegistryEnvironment:
 
 
 @pytest.fixture(scope="session")
-        registry_auth=settings.registry_auth,
-        pull_scope=settings.pull_scope,
-        access_token_ttl=settings.access_token_ttl,
-        token_listen=settings.token_listen,
-        token_realm_host=settings.token_realm_host,
 def kindreg_kind_config(kindreg_settings: Settings) -> KindConfigSource | None:
     """Your kind v1alpha4 ``Cluster`` config, the base of the session cluster's config: a YAML
     file's path, a dict, or None (one control-plane node plus ``--kindreg-workers``).
