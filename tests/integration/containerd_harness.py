@@ -198,6 +198,7 @@ def debian_containerd(suite: str) -> Path:
 KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.27.0"  # the first kind with containerd 2.x node images; the base config is still version 2
 KIND_MIRRORS_VERSION = "v0.17.0"  # the last kind whose node config sets registry.mirrors
+KIND_LATEST_VERSION = "v0.33.0"  # the lab's newest kind (tests/integration/test_kind_containerd_patches.py)
 KIND_CONFIG_IN_MODULE = "images/base/files/etc/containerd/config.toml"
 
 
@@ -424,7 +425,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         for suite in DEBIAN_SUITES:
             print(f"containerd ({suite}): {debian_containerd(suite)}")
-        for version in (KIND_VERSION, KIND_MIRRORS_VERSION):
+        for version in (KIND_VERSION, KIND_MIRRORS_VERSION, KIND_LATEST_VERSION):
             kind_base_config(version)
             print(f"kind {version} node containerd config: found")
     except Unavailable as exc:
