@@ -24,7 +24,14 @@ from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.docker_nodes import DockerNodes, thaw_frozen
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
-from pytest_kindreg.kind_config import KindClusterConfig, KindConfigSource, config_differences, load_kind_config
+from pytest_kindreg.kind_config import (
+    KindClusterConfig,
+    KindConfigSource,
+    check_cluster_name,
+    config_differences,
+    load_kind_config,
+    missing_cni_installer,
+)
 from pytest_kindreg.node_image import NodeImageError, check_node_image, node_image_problem
 from pytest_kindreg.tempdirs import make_temp_dir
 
@@ -143,7 +150,7 @@ class KindCluster(DockerNodes):
         create_timeout: float = 600.0,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.name = name
+        self.name = check_cluster_name(name, "KindCluster name")
         self.kind_bin = find_kind(kind_bin)
         self.workdir = workdir or make_temp_dir(RunIdentity(), name)
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -195,15 +202,26 @@ class KindCluster(DockerNodes):
         return KindClusterConfig(name=self.name, base=None if config is None else load_kind_config(config))
 
     def create(
-        self, config: KindClusterConfig | KindConfigSource | None = None, *, service_account: bool = True
+        self,
+        config: KindClusterConfig | KindConfigSource | None = None,
+        *,
+        service_account: bool = True,
+        on_created: Callable[[KindCluster], object] | None = None,
     ) -> None:
         """Create the cluster from ``config`` (see :meth:`cluster_config`) and wait until it is healthy.
 
         With ``service_account=False`` it returns once the nodes are usable (``/readyz``, every
         node Ready with its lease), before the ``default`` ServiceAccount exists: the caller can
         write into the nodes meanwhile, and must call :meth:`wait_healthy` before using it.
+
+        ``on_created(cluster)`` runs once kind has created the cluster, before the wait for healthy
+        nodes: where a config with ``networking.disableDefaultCNI: true`` gets its CNI installed
+        (such a config without it is refused before anything is created).
         """
         config = self.cluster_config(config)
+        if config.disables_default_cni and on_created is None:
+            assert config.base is not None
+            raise missing_cni_installer(config.base)
         config.check_host_paths()
         # A node image containerd cannot run with our config_path patch fails here, in one message,
         # instead of as a cluster that never comes up.
@@ -223,8 +241,9 @@ class KindCluster(DockerNodes):
                 "-",
                 "--kubeconfig",
                 str(self.kubeconfig),
-                "--wait",
-                f"{int(self.create_timeout)}s",
+                # Without a CNI no node becomes Ready before on_created installs one: kind would
+                # wait its whole --wait for nothing (and then only warn).
+                *(() if config.disables_default_cni else ("--wait", f"{int(self.create_timeout)}s")),
                 input=config.to_yaml(),
                 timeout=self.create_timeout + 60,
             )
@@ -239,6 +258,8 @@ class KindCluster(DockerNodes):
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         # kind's --wait covers the control plane only: workers may still be registering.
         self._nodes = self._list_nodes()
+        if on_created is not None:
+            on_created(self)
         self.wait_healthy(service_account=service_account)
         self._record_fingerprint(config)
 

@@ -25,7 +25,10 @@ from pytest_kindreg.kind_config import (
     ClusterContribution,
     KindClusterConfig,
     KindConfigSource,
+    check_cluster_name,
+    check_node_files,
     load_kind_config,
+    missing_cni_installer,
     resolve_cluster_name,
 )
 from pytest_kindreg.node_credentials import NodeCredentials
@@ -65,12 +68,21 @@ class KindRegistryEnvironment:
         identity: RunIdentity | None = None,
         strategy_objects: dict[str, BaseStrategy] | None = None,
         progress: Callable[[str], None] | None = None,
+        on_cluster_created: Callable[[KindCluster], object] | None = None,
     ) -> None:
+        """``on_cluster_created(cluster)``: called once kind has created the cluster, before the
+        wait for Ready nodes (not for a reused cluster); needed to install the CNI of a kind
+        config with ``networking.disableDefaultCNI: true``."""
         self.strategy_names = tuple(sorted(set(validate_strategy_names(list(strategies)))))
         if not self.strategy_names:
             raise ValueError("at least one strategy is needed")
         self.identity = identity or RunIdentity()
+        if cluster_name is not None:
+            check_cluster_name(cluster_name, "cluster_name")
         self.kind_config = load_kind_config(kind_config) if kind_config is not None else None
+        if self.kind_config is not None and self.kind_config.disables_default_cni and on_cluster_created is None:
+            raise missing_cni_installer(self.kind_config)
+        self.on_cluster_created = on_cluster_created
         self.cluster_name = resolve_cluster_name(cluster_name, self.kind_config) or self.identity.prefix
         self.node_image = node_image
         self.workers = workers
@@ -88,6 +100,7 @@ class KindRegistryEnvironment:
         self.strategies: dict[str, BaseStrategy] = {
             name: (strategy_objects or {}).get(name) or create_strategy(name) for name in self.strategy_names
         }
+        check_node_files(self.kind_config, {name: strategy.node_files for name, strategy in self.strategies.items()})
         self.progress: Callable[[str], None] = progress or log_progress
         self.contexts: dict[str, StrategyContext] = {}
         self.containerd: dict[str, str] = {}
@@ -192,7 +205,7 @@ class KindRegistryEnvironment:
             # them meanwhile, then wait for the whole cluster (below).
             in_parallel(
                 [ctx.registry.start for ctx in self.contexts.values()]
-                + [functools.partial(cluster.create, config, service_account=False)]
+                + [functools.partial(cluster.create, config, service_account=False, on_created=self.on_cluster_created)]
             )
         for name, ctx in self.contexts.items():
             self.progress(f"registry for {name} ready at {ctx.registry.host} ({ctx.registry.name})")

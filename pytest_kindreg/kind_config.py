@@ -4,24 +4,35 @@ A user's own kind config (:class:`UserKindConfig`, from a YAML file or a dict) i
 strategies contribute extra mounts and containerd patches; :class:`KindClusterConfig` merges them
 into one config, refusing combinations that kind or containerd would reject (or silently ignore)
 at cluster-creation time, when the failure is slow and hard to read.
+
+The checks mirror kind's own: its YAML reader (go.yaml.in/yaml/v3 with ``KnownFields(true)``:
+unknown fields and duplicate keys are errors; ``pkg/internal/apis/config/encoding/load.go``) and
+its validation (``pkg/internal/apis/config/validate.go``: name, ports, subnets, proxy mode, port
+mappings), plus what Docker would refuse later (relative container paths, one host port twice).
+
+Relative ``hostPath``s are resolved against the config file's directory (a dict's: the working
+directory when it is loaded) and given to kind as absolute paths, so a config works from any
+directory and its fingerprint does not depend on where pytest runs.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import yaml
 
 from pytest_kindreg.containerd import CERTS_D, CONFIG_PATH, MIRRORS, forbidden_registry_settings
+from pytest_kindreg.containerd_patches import json6902_problem, registry_patch, registry_tables_problem
 from pytest_kindreg.errors import KindConfigError
 
 __all__ = [
@@ -32,8 +43,11 @@ __all__ = [
     "KindClusterConfig",
     "KindConfigSource",
     "UserKindConfig",
+    "check_cluster_name",
+    "check_node_files",
     "config_differences",
     "load_kind_config",
+    "missing_cni_installer",
     "resolve_cluster_name",
     "validate_kind_config",
 ]
@@ -42,9 +56,26 @@ API_VERSION = "kind.x-k8s.io/v1alpha4"
 
 # kind <= v0.30 ships containerd 2.0/2.1 (or 1.7) whose default config_path is "", so hosts.toml files
 # under certs.d are ignored without this; containerd >= 2.2 defaults to it, so it is harmless there.
-CONFIG_PATH_PATCH = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"'
+# The plugin's patch when the user's patches set no registry settings (see registry_patch).
+CONFIG_PATH_PATCH = registry_patch()
 
 _NAME_RE = re.compile(r"[a-z0-9.-]+")  # kind's ^[a-z0-9.-]+$, used with fullmatch
+
+
+def check_cluster_name(name: object, where: str) -> str:
+    """``name`` if kind accepts it as a cluster name, else one :class:`KindConfigError` saying where
+    it came from (``where``: an option, an ini key, a config's ``name:``, an argument)."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise KindConfigError(f"{where}: {_name_problem(name)}")
+    return name
+
+
+def _name_problem(name: object) -> str:
+    return (
+        f"{name!r} is not a valid kind cluster name: kind takes lowercase letters, digits, '.' and '-' "
+        "only (^[a-z0-9.-]+$)"
+    )
+
 
 _FORBIDDEN_MIRRORS_WHY = (
     "registry.mirrors must not be used: containerd 1.7 (kind <= v0.26) refuses it next to config_path "
@@ -62,20 +93,27 @@ _FORBIDDEN_CONFIG_PATH_WHY = (
     f"(and the plugin's own config_path patch would override yours); keep {CERTS_D} among the "
     f'colon-separated roots, e.g. config_path = "{CERTS_D}:/etc/docker/certs.d"'
 )
+_CONFIG_PATH_TYPE_WHY = "config_path must be a string: directories separated by ':'"
 _WHY = {MIRRORS: _FORBIDDEN_MIRRORS_WHY, CONFIG_PATH: _FORBIDDEN_CONFIG_PATH_WHY}
 
 
-def _patch_problem(patch: str, where: str) -> str | None:
-    """Why a containerd config patch cannot be used next to pytest-kindreg's hosts.toml files, or None."""
+def _patch_problem(patch: str, where: str, *, roots_of_users: bool = False) -> str | None:
+    """Why a containerd config patch cannot be used next to pytest-kindreg's hosts.toml files, or None.
+
+    ``roots_of_users``: a user's patch, whose config_path roots the plugin's own patch keeps and
+    adds /etc/containerd/certs.d to (a strategy's patch must keep that root itself).
+    """
     try:
         found = forbidden_registry_settings(patch)
     except ValueError as exc:
         return f"{where}: {exc}"
-    if not found:
-        return None
-    key, what, value = found[0]
-    shown = f" = {value!r}" if what == CONFIG_PATH else ""
-    return f"{where}: {key}{shown}: {_WHY.get(what, _FORBIDDEN_TLS_WHY)}"
+    for key, what, value in found:
+        if what == CONFIG_PATH and roots_of_users and isinstance(value, str):
+            continue
+        shown = f" = {value!r}" if what == CONFIG_PATH else ""
+        why = _CONFIG_PATH_TYPE_WHY if what == CONFIG_PATH and not isinstance(value, str) else _WHY.get(what)
+        return f"{where}: {key}{shown}: {why or _FORBIDDEN_TLS_WHY}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -107,28 +145,68 @@ def _describe(source: str) -> str:
 # The user's own kind config
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as plain dicts, lists, str, int, float and bool, every object its own copy.
+
+    A dict config may hold OrderedDicts, ruamel's CommentedMap/ScalarString, tuples, and the same
+    node object twice (``[{"role": "worker"}] * 2``, a YAML anchor): kind gets YAML from
+    ``yaml.safe_dump``, which refuses the first ones, and the plugin adds its mounts per node.
+    """
+    if isinstance(value, Mapping):
+        return {(str(k) if isinstance(k, str) else k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    for plain in (bool, str, int, float):  # bool first: it is an int too
+        if isinstance(value, plain):
+            return plain(value)
+    return value  # None, or something the checks name by its type
+
+
+def _absolute_host_paths(document: dict[str, Any], base: Path) -> None:
+    """Relative ``hostPath``s resolved against ``base`` (kind would use its working directory)."""
+    for node in document.get("nodes") or []:
+        for mount in node.get("extraMounts") or []:
+            host_path = mount["hostPath"]
+            if not os.path.isabs(host_path):
+                mount["hostPath"] = os.path.abspath(os.path.join(base, host_path))
+
+
 @dataclass(frozen=True)
 class UserKindConfig:
     """A user's kind v1alpha4 ``Cluster``, checked: the base every cluster config is built on.
 
     ``origin`` names where it came from (a file path, or ``<dict>``) in every error message.
+    ``relative_to``: the directory relative ``hostPath``s are resolved against (the config file's
+    directory; default: the working directory); the document holds them absolute.
     """
 
     document: Mapping[str, Any] = field(repr=False)
     origin: str = "<dict>"
+    relative_to: InitVar[str | os.PathLike[str] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, relative_to: str | os.PathLike[str] | None) -> None:
         where = f"kind config {self.origin}"
+        # A private plain copy: later changes to the caller's dict cannot change a checked config.
+        document = _plain(self.document)
         try:
-            validate_kind_config(self.document)
+            validate_kind_config(document)
         except ValueError as exc:
             raise KindConfigError(f"{where}: {exc}") from None
-        for i, patch in enumerate(self.document.get("containerdConfigPatches") or []):
-            problem = _patch_problem(patch, f"{where}: containerdConfigPatches[{i}]")
+        patches = document.get("containerdConfigPatches") or []
+        for i, patch in enumerate(patches):
+            problem = _patch_problem(patch, f"{where}: containerdConfigPatches[{i}]", roots_of_users=True)
             if problem:
                 raise KindConfigError(problem)
-        # A private copy: later changes to the caller's dict cannot change a checked config.
-        object.__setattr__(self, "document", copy.deepcopy(dict(self.document)))
+        problem = registry_tables_problem(patches)
+        if problem:
+            raise KindConfigError(f"{where}: containerdConfigPatches: {problem}")
+        for i, patch in enumerate(document.get("containerdConfigPatchesJSON6902") or []):
+            problem = json6902_problem(patch)
+            if problem:
+                separator = "" if problem.startswith("[") else ": "
+                raise KindConfigError(f"{where}: containerdConfigPatchesJSON6902[{i}]{separator}{problem}")
+        _absolute_host_paths(document, Path(relative_to) if relative_to is not None else Path.cwd())
+        object.__setattr__(self, "document", document)
 
     def __repr__(self) -> str:
         return f"<UserKindConfig {self.origin}>"
@@ -141,6 +219,11 @@ class UserKindConfig:
     @property
     def has_nodes(self) -> bool:
         return bool(self.document.get("nodes"))  # kind treats an empty list as one control-plane
+
+    @property
+    def disables_default_cni(self) -> bool:
+        """``networking.disableDefaultCNI: true``: kind installs no pod network; the suite must."""
+        return bool((self.document.get("networking") or {}).get("disableDefaultCNI"))
 
     def renamed(self, name: str) -> UserKindConfig:
         """The same config for a cluster called ``name`` (e.g. one xdist worker's)."""
@@ -162,15 +245,31 @@ def load_kind_config(source: KindConfigSource) -> UserKindConfig:
         return source
     if isinstance(source, Mapping):
         return UserKindConfig(source)
+    if not isinstance(source, str | os.PathLike):
+        raise KindConfigError(
+            f"kind config: expected a YAML file's path, a dict or a UserKindConfig, got {type(source).__name__}"
+        )
     path = Path(source)
     where = f"kind config {path}"
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise KindConfigError(f"{where}: no such file") from None
     except OSError as exc:
         raise KindConfigError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     try:
+        # kind's YAML reader takes UTF-8, or UTF-16 with its byte order mark.
+        text = raw.decode("utf-16") if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KindConfigError(
+            f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        ) from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        for node in nodes:
+            duplicate = _duplicate_key(node, "", set())
+            if duplicate:
+                raise KindConfigError(f"{where}: {duplicate}")
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -185,7 +284,55 @@ def load_kind_config(source: KindConfigSource) -> UserKindConfig:
         raise KindConfigError(
             f"{where}: <root>: expected a kind.x-k8s.io/v1alpha4 Cluster mapping, got {type(documents[0]).__name__}"
         )
-    return UserKindConfig(documents[0], str(path))
+    return UserKindConfig(documents[0], str(path), relative_to=path.absolute().parent)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_key(node: yaml.Node, path: str, seen: set[int]) -> str | None:
+    """The first mapping key given twice under ``node``, as kind's YAML reader reports it."""
+    if id(node) in seen:  # an alias: checked where its anchor is (and no endless loop)
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}[{i}]", seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            sub = path
+            if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                sub = f"{path}.{key.value}" if path else str(key.value)
+                line = key.start_mark.line + 1
+                first = lines.get((key.tag, key.value))
+                if first is not None:
+                    return (
+                        f"{sub}: mapping key {json.dumps(key.value)} already defined at line {first} "
+                        f"(again at line {line}); kind's YAML reader refuses duplicate keys"
+                    )
+                lines[(key.tag, key.value)] = line
+            found = _duplicate_key(value, sub, seen)
+            if found:
+                return found
+    return None
+
+
+NO_CNI_INSTALLER_HOW = (
+    "pass on_cluster_created= to KindRegistryEnvironment (on_created= to KindCluster.create), a function "
+    "that takes the KindCluster and installs your CNI; under pytest, implement the hook "
+    "pytest_kindreg_cluster_created(cluster) in a conftest.py"
+)
+
+
+def missing_cni_installer(config: UserKindConfig, how: str = NO_CNI_INSTALLER_HOW) -> KindConfigError:
+    """The error for a config with ``disableDefaultCNI: true`` and nothing to install a CNI."""
+    return KindConfigError(
+        f"kind config {config.origin}: networking.disableDefaultCNI: true: kind installs no pod network, so no "
+        f"node becomes Ready until the suite installs one; {how}"
+    )
 
 
 def resolve_cluster_name(
@@ -248,16 +395,13 @@ class KindClusterConfig:
     base: UserKindConfig | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not _NAME_RE.fullmatch(self.name):
-            raise ValueError(
-                f"cluster name {self.name!r} is invalid: kind requires a non-empty name matching ^[a-z0-9.-]+$"
-            )
+        check_cluster_name(self.name, "cluster name")
         if self.workers is not None and (
             isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0
         ):
-            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
-        if self.node_image is not None and not self.node_image:
-            raise ValueError("node_image must be a non-empty image reference or None")
+            raise KindConfigError(f"workers: must be an integer >= 0, got {self.workers!r}")
+        if self.node_image is not None and (not isinstance(self.node_image, str) or not self.node_image):
+            raise KindConfigError(f"node_image: must be a non-empty image reference or None, got {self.node_image!r}")
         if self.base is not None:
             self._check_base(self.base)
         seen: dict[str, tuple[ExtraMount, str]] = {}
@@ -280,25 +424,20 @@ class KindClusterConfig:
             )
         resolve_cluster_name(self.name, base)
 
+    @property
+    def disables_default_cni(self) -> bool:
+        """The user's config sets ``networking.disableDefaultCNI: true``."""
+        return self.base is not None and self.base.disables_default_cni
+
     def _check_user_mounts(self) -> None:
         """A user's mount must not hide what the plugin mounts or writes on every node."""
-        if self.base is None:
-            return
-        ours = {posixpath.normpath(m.container_path) for c in self.contributions for m in c.extra_mounts}
-        for i, node in enumerate(self.base.document.get("nodes") or []):
-            for j, mount in enumerate(node.get("extraMounts") or []):
-                target = posixpath.normpath(str(mount.get("containerPath", "")))
-                where = f"kind config {self.base.origin}: nodes[{i}].extraMounts[{j}].containerPath"
-                if target in ours:
-                    raise KindConfigError(
-                        f"{where}: {target} is where a selected strategy mounts its own file "
-                        "(node_config: kubelet's credentials); remove this mount or that strategy"
-                    )
-                if target == CERTS_D or CERTS_D.startswith(target.rstrip("/") + "/"):
-                    raise KindConfigError(
-                        f"{where}: {target} would hide {CERTS_D}, where pytest-kindreg writes each registry's "
-                        f"hosts.toml; mount single registries' directories ({CERTS_D}/<host>) instead"
-                    )
+        check_node_files(
+            self.base,
+            {
+                c.source or "an unnamed contribution": [m.container_path for m in c.extra_mounts]
+                for c in self.contributions
+            },
+        )
 
     @staticmethod
     def _check_mount(mount: ExtraMount, source: str, seen: dict[str, tuple[ExtraMount, str]]) -> None:
@@ -338,7 +477,9 @@ class KindClusterConfig:
         return mounts
 
     def _patches(self) -> list[str]:
-        patches = [CONFIG_PATH_PATCH]
+        # After the user's patches (kind merges in order): their config_path roots with certs.d added.
+        user = (self.base.document.get("containerdConfigPatches") or []) if self.base is not None else []
+        patches = [registry_patch(user)]
         for contribution in self.contributions:
             for patch in contribution.containerd_patches:
                 if patch not in patches:
@@ -351,14 +492,15 @@ class KindClusterConfig:
         since a session fixture may create the path first."""
         if self.base is None:
             return
+        relative = "the directory of the config file" if self.base.origin != "<dict>" else "the working directory"
         for i, node in enumerate(self.base.document.get("nodes") or []):
             for j, mount in enumerate(node.get("extraMounts") or []):
                 host_path = str(mount.get("hostPath", ""))
                 if not os.path.exists(host_path):
                     raise KindConfigError(
                         f"kind config {self.base.origin}: nodes[{i}].extraMounts[{j}].hostPath: {host_path!r} does "
-                        f"not exist (a relative hostPath is resolved against the working directory, {os.getcwd()}, "
-                        "as kind does); create it first, or fix the path"
+                        f"not exist (a relative hostPath is resolved against {relative}); create it first, "
+                        "or fix the path"
                     )
 
     def node_images(self) -> list[str]:
@@ -372,7 +514,8 @@ class KindClusterConfig:
         user = copy.deepcopy(dict(self.base.document)) if self.base is not None else {}
         # The user's keys in the user's order (name excepted: see resolve_cluster_name).
         doc.update((key, value) for key, value in user.items() if key not in doc)
-        nodes: list[dict[str, Any]] = user.get("nodes") or [
+        # Each node its own copy: the plugin's mounts are added once per node, never twice to one object.
+        nodes: list[dict[str, Any]] = [copy.deepcopy(node) for node in user.get("nodes") or []] or [
             {"role": "control-plane"},
             *({"role": "worker"} for _ in range(self.workers or 0)),
         ]
@@ -396,6 +539,32 @@ class KindClusterConfig:
         del doc["name"]
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def check_node_files(config: UserKindConfig | None, owners: Mapping[str, Sequence[str]]) -> None:
+    """Raise if a mount of the user's config would hide what the plugin puts on every node: the
+    registries' hosts.toml files under /etc/containerd/certs.d, and the files each strategy in
+    ``owners`` (strategy name → container paths) mounts or writes (node_config and access_token:
+    kubelet's ``/var/lib/kubelet/config.json``). Checked before anything is created."""
+    if config is None:
+        return
+    for i, node in enumerate(config.document.get("nodes") or []):
+        for j, mount in enumerate(node.get("extraMounts") or []):
+            target = posixpath.normpath(str(mount.get("containerPath", "")))
+            where = f"kind config {config.origin}: nodes[{i}].extraMounts[{j}].containerPath"
+            hidden = target.rstrip("/") + "/"
+            if target == CERTS_D or CERTS_D.startswith(hidden):
+                raise KindConfigError(
+                    f"{where}: {target} would hide {CERTS_D}, where pytest-kindreg writes each registry's "
+                    f"hosts.toml; mount single registries' directories ({CERTS_D}/<host>) instead"
+                )
+            for owner, paths in owners.items():
+                for path in map(posixpath.normpath, paths):
+                    if target == path or path.startswith(hidden):
+                        raise KindConfigError(
+                            f"{where}: {target} would hide {path}, which strategy {owner!r} mounts or writes on "
+                            f"every node; remove this mount or deselect {owner!r}"
+                        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -446,7 +615,10 @@ _ROLES = frozenset({"control-plane", "worker"})
 _PROPAGATIONS = frozenset({"None", "HostToContainer", "Bidirectional"})
 _PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 _IP_FAMILIES = frozenset({"ipv4", "ipv6", "dual"})
+_PROXY_MODES = frozenset({"iptables", "ipvs", "nftables", "none"})
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_CIDR = re.compile(r"[^/]+/[0-9]+")  # Go's net.ParseCIDR wants address/prefix-length
+_WILDCARD = ipaddress.ip_address("0.0.0.0")  # noqa: S104 - kind's default listen address
 
 
 def _type_name(value: object) -> str:
@@ -481,12 +653,20 @@ def _bool(value: object, path: str) -> None:
         raise ValueError(f"{path}: expected a bool, got {_type_name(value)}")
 
 
-def _int32(value: object, path: str) -> None:
+def _int32(value: object, path: str) -> int:
     # bool is an int subclass in Python but not a number to kind's decoder.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{path}: expected an integer, got {_type_name(value)}")
     if not _INT32_MIN <= value <= _INT32_MAX:
         raise ValueError(f"{path}: {value} does not fit in an int32")
+    return value
+
+
+def _port(value: object, path: str) -> int:
+    port = _int32(value, path)
+    if not -1 <= port <= 65535:  # kind's validatePort; -1 lets Docker pick
+        raise ValueError(f"{path}: {port} is not a port number (0 to 65535, or -1 to let Docker pick one)")
+    return port
 
 
 def _known(doc: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
@@ -525,6 +705,22 @@ def _check_mount_doc(value: object, path: str) -> None:
             _string(sub, f"{path}.{key}", _PROPAGATIONS)
         else:
             _string(sub, f"{path}.{key}")
+    for key in ("hostPath", "containerPath"):
+        if not mount.get(key):
+            raise ValueError(f"{path}.{key}: required (Docker mounts hostPath at containerPath)")
+    if not posixpath.isabs(mount["containerPath"]):
+        raise ValueError(
+            f"{path}.containerPath: {mount['containerPath']!r} must be an absolute path in the node (Docker refuses "
+            "a relative mount point)"
+        )
+
+
+def _listen_address(value: object, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    text = _string(value, path)
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{path}: {text!r} is not an IP address (kind: invalid listen address)") from None
 
 
 def _check_port_doc(value: object, path: str) -> None:
@@ -532,11 +728,41 @@ def _check_port_doc(value: object, path: str) -> None:
     _known(port, _PORT_KEYS, path)
     for key, sub in port.items():
         if key in ("containerPort", "hostPort"):
-            _int32(sub, f"{path}.{key}")
+            _port(sub, f"{path}.{key}")
         elif key == "protocol":
             _string(sub, f"{path}.{key}", _PROTOCOLS)
+        elif key == "listenAddress":
+            if sub != "":
+                _listen_address(sub, f"{path}.{key}")
         else:
             _string(sub, f"{path}.{key}")
+
+
+def _check_host_ports(nodes: list[Any]) -> None:
+    """kind's validatePortMappings, across all nodes (they publish on one Docker host): one host
+    port, protocol and listen address once; a wildcard address (0.0.0.0, ::) clashes with any."""
+    bound: dict[str, dict[str, str]] = {}
+    for i, node in enumerate(nodes):
+        for j, mapping in enumerate(node.get("extraPortMappings") or []):
+            where = f"nodes[{i}].extraPortMappings[{j}]"
+            host_port = mapping.get("hostPort", 0)
+            if host_port in (0, -1):  # a random port each: duplicates are fine
+                continue
+            address = mapping.get("listenAddress") or ""
+            ip = _listen_address(address, f"{where}.listenAddress") if address else _WILDCARD
+            if ip == ipaddress.ip_address("::"):
+                ip = _WILDCARD
+            key = f"{host_port}/{mapping.get('protocol') or 'TCP'}"
+            taken = bound.setdefault(key, {})
+            clash = (
+                next(iter(taken.values()), None) if ip == _WILDCARD else taken.get(str(ip), taken.get(str(_WILDCARD)))
+            )
+            if clash is not None:
+                raise ValueError(
+                    f"{where}.hostPort: {key} on {ip} is mapped already by {clash} (kind: port mapping with same "
+                    "listen address, port and protocol already configured)"
+                )
+            taken[str(ip)] = where
 
 
 def _check_node_doc(value: object, path: str) -> str:
@@ -563,38 +789,71 @@ def _check_node_doc(value: object, path: str) -> str:
     return str(node.get("role", "control-plane"))  # kind's default role
 
 
+def _check_subnets(value: str, path: str, family: str) -> None:
+    """kind's validateSubnets: CIDRs separated by ',', one per family of ``family``."""
+    networks = []
+    for text in value.split(","):
+        try:
+            if not _CIDR.fullmatch(text):
+                raise ValueError("not address/prefix-length")
+            networks.append(ipaddress.ip_network(text, strict=False))  # Go masks host bits too
+        except ValueError as exc:
+            raise ValueError(f"{path}: {text!r} is not a CIDR ({exc})") from None
+    families = {network.version for network in networks}
+    if family == "dual":
+        if len(networks) > 2 or (len(networks) == 2 and families != {4, 6}):
+            raise ValueError(f"{path}: {value!r}: ipFamily dual takes one CIDR, or two CIDRs, one of each IP family")
+    elif len(networks) > 1:
+        raise ValueError(f"{path}: {value!r}: only one CIDR allowed for single-stack networking (ipFamily {family})")
+    elif families != {4 if family == "ipv4" else 6}:
+        raise ValueError(
+            f"{path}: {value!r}: expected an {'IPv4' if family == 'ipv4' else 'IPv6'} CIDR for ipFamily {family}"
+        )
+
+
 def _check_networking_doc(value: object, path: str) -> None:
     networking = _mapping(value, path)
     _known(networking, _NETWORKING_KEYS, path)
     for key, sub in networking.items():
         sub_path = f"{path}.{key}"
         if key == "apiServerPort":
-            _int32(sub, sub_path)
+            _port(sub, sub_path)
         elif key == "disableDefaultCNI":
             _bool(sub, sub_path)
         elif key == "dnsSearch":
             _string_list(sub, sub_path)
         elif key == "ipFamily":
             _string(sub, sub_path, _IP_FAMILIES)
+        elif key == "kubeProxyMode":
+            _string(sub, sub_path, _PROXY_MODES)
         else:
             _string(sub, sub_path)
+    family = networking.get("ipFamily") or "ipv4"
+    for key in ("podSubnet", "serviceSubnet"):
+        if networking.get(key):  # empty: kind's default for the family
+            _check_subnets(networking[key], f"{path}.{key}", family)
 
 
 def validate_kind_config(doc: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the offending field if kind would reject ``doc``."""
     root = _mapping(doc, "<root>")
-    _known(root, _CLUSTER_KEYS, "")
+    # What the document is comes first: a Pod manifest is not a Cluster with unknown fields.
+    if "kind" not in root:
+        raise ValueError(f"kind: missing; a kind config starts with kind: Cluster and apiVersion: {API_VERSION}")
     if root.get("kind") != "Cluster":
         raise ValueError(f"kind: must be 'Cluster', got {root.get('kind')!r}")
     if root.get("apiVersion") != API_VERSION:
         raise ValueError(f"apiVersion: must be {API_VERSION!r}, got {root.get('apiVersion')!r}")
+    _known(root, _CLUSTER_KEYS, "")
     if "name" in root:
         name = _string(root["name"], "name")
         if not _NAME_RE.fullmatch(name):
-            raise ValueError(f"name: {name!r} does not match ^[a-z0-9.-]+$")
+            raise ValueError(f"name: {_name_problem(name)}")
     roles: list[str] = []
     if "nodes" in root:
-        roles = [_check_node_doc(node, f"nodes[{i}]") for i, node in enumerate(_list(root["nodes"], "nodes"))]
+        nodes = _list(root["nodes"], "nodes")
+        roles = [_check_node_doc(node, f"nodes[{i}]") for i, node in enumerate(nodes)]
+        _check_host_ports(nodes)
     # kind turns a missing or empty node list into one control-plane.
     if roles and "control-plane" not in roles:
         raise ValueError("nodes: must have at least one control-plane node")

@@ -20,13 +20,19 @@ import pytest
 from pytest_kindreg.cluster import KindCluster, kind_available
 from pytest_kindreg.docker_engine import RunIdentity, docker_available, docker_client
 from pytest_kindreg.environment import KindRegistryEnvironment
-from pytest_kindreg.errors import ImageMissingError, KindregError, MissingRequirementError, UnknownStrategyError
-from pytest_kindreg.kind_config import KindConfigSource, load_kind_config
+from pytest_kindreg.errors import (
+    ImageMissingError,
+    KindConfigError,
+    KindregError,
+    MissingRequirementError,
+    UnknownStrategyError,
+)
+from pytest_kindreg.kind_config import KindConfigSource, check_node_files, load_kind_config, missing_cni_installer
 from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
 from pytest_kindreg.settings import Settings, add_options
 from pytest_kindreg.sharing import SharedResource, Sharing
-from pytest_kindreg.strategies import STRATEGY_NAMES, validate_strategy_names
+from pytest_kindreg.strategies import STRATEGIES, STRATEGY_NAMES, validate_strategy_names
 from pytest_kindreg.workspace import KindPrivateRegistry
 
 MARKER = "kindreg_strategy"
@@ -43,6 +49,12 @@ log = logging.getLogger("pytest_kindreg")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_kindreg import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,6 +133,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+    needed = config.stash[needed_key]
+    if needed:
+        _check_kind_config(config, settings, sorted(needed))
+
+
+CNI_HOOK_HOW = (
+    "implement the hook pytest_kindreg_cluster_created(cluster) in a conftest.py and install your CNI "
+    "there (it is called after kind create, before the plugin waits for Ready nodes)"
+)
+
+
+def _check_kind_config(config: pytest.Config, settings: Settings, strategies: list[str]) -> None:
+    """What the kind config asks of this run, once the tests' strategies and their conftests'
+    hooks are known (collection), before anything is created."""
+    user_config = settings.kind_config
+    try:
+        check_node_files(user_config, {name: STRATEGIES[name].node_files for name in strategies})
+        if user_config is not None and user_config.disables_default_cni and _cluster_created_hook(config) is None:
+            raise missing_cni_installer(user_config, CNI_HOOK_HOW)
+    except KindConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _cluster_created_hook(config: pytest.Config) -> Callable[[KindCluster], None] | None:
+    """The hook pytest_kindreg_cluster_created as a callback, if anything implements it."""
+    hook = config.pluginmanager.hook.pytest_kindreg_cluster_created
+    if not hook.get_hookimpls():
+        return None
+    return lambda cluster: hook(cluster=cluster)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -264,6 +305,7 @@ def _new_environment(
         reuse_cluster=settings.reuse_cluster,
         identity=identity,
         progress=_progress_writer(config),
+        on_cluster_created=_cluster_created_hook(config),
     )
 
 

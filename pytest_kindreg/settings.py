@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from pytest_kindreg.errors import KindConfigError
-from pytest_kindreg.kind_config import KindClusterConfig, UserKindConfig, load_kind_config, resolve_cluster_name
+from pytest_kindreg.kind_config import (
+    KindClusterConfig,
+    UserKindConfig,
+    check_cluster_name,
+    load_kind_config,
+    resolve_cluster_name,
+)
 from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_PULL_SCOPE, DEFAULT_TEST_IMAGE, check_auth_options
 from pytest_kindreg.strategies.access_token import DEFAULT_ACCESS_TOKEN_TTL
 
@@ -184,6 +190,13 @@ class Settings:
             except ValueError:
                 raise pytest.UsageError(f"--kindreg-workers takes a whole number >= 0, not {workers_text!r}") from None
         cluster_name = get("kindreg_cluster_name") or None
+        if cluster_name is not None:
+            from_option = config.getoption("kindreg_cluster_name", default=None) is not None
+            where = "--kindreg-cluster-name" if from_option else f"ini kindreg_cluster_name (in {config.inipath})"
+            try:
+                check_cluster_name(cluster_name, where)
+            except KindConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
         node_image = get("kindreg_node_image") or None
         kind_config = _kind_config(config)
         if kind_config is not None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from pytest_kindreg.credentials import Credentials
+from pytest_kindreg.node_credentials import KUBELET_CONFIG_JSON
 from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
 
 TokenSource = Callable[[StrategyContext], Credentials]
@@ -31,6 +32,7 @@ class AccessTokenStrategy(BaseStrategy):
     name: ClassVar[str] = "access_token"
     description: ClassVar[str] = "credentials written into running nodes, kubelet restarted"
     prepares_nodes_early: ClassVar[bool] = True  # node credentials: the registry's host is enough
+    node_files: ClassVar[tuple[str, ...]] = (KUBELET_CONFIG_JSON,)
 
     def __init__(self, token_source: TokenSource = fresh_token) -> None:
         self.token_source = token_source

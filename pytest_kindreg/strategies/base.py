@@ -96,6 +96,9 @@ class BaseStrategy:
     description: ClassVar[str] = ""
     registry_options: ClassVar[dict[str, Any]] = {}
     refusal: ClassVar[re.Pattern[str]] = REFUSED_WITHOUT_PASSWORD
+    # Paths on every node that the strategy mounts or writes: a user's kind config may not mount
+    # over them (checked before anything starts, see kind_config.check_node_files).
+    node_files: ClassVar[tuple[str, ...]] = ()
     # True when prepare_nodes needs only the registry's host and credentials, not the running
     # registry or its TLS files: on a reused cluster it then runs while the registries start.
     prepares_nodes_early: ClassVar[bool] = False

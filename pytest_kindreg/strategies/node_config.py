@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pytest_kindreg.errors import ClusterError
 from pytest_kindreg.kind_config import ClusterContribution
+from pytest_kindreg.node_credentials import KUBELET_CONFIG_JSON
 from pytest_kindreg.strategies.base import BaseStrategy, StrategyContext
 
 
@@ -14,6 +15,7 @@ class NodeConfigStrategy(BaseStrategy):
     name: ClassVar[str] = "node_config"
     description: ClassVar[str] = "config.json mounted at /var/lib/kubelet/config.json on every node"
     prepares_nodes_early: ClassVar[bool] = True  # node credentials: the registry's host is enough
+    node_files: ClassVar[tuple[str, ...]] = (KUBELET_CONFIG_JSON,)
 
     def _auths(self, ctx: StrategyContext) -> dict[str, Any]:
         assert ctx.registry.credentials is not None

@@ -47,9 +47,9 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> str:
         ),
         (
             CLUSTER + "containerdConfigPatches:\n- |\n  [plugins.'io.containerd.grpc.v1.cri'.registry]\n"
-            "    config_path = '/etc/docker/certs.d'\n",
+            "    config_path = ['/etc/docker/certs.d']\n",
             'containerdConfigPatches[0]: plugins."io.containerd.grpc.v1.cri".registry.config_path = '
-            "'/etc/docker/certs.d': containerd would not read /etc/containerd/certs.d",
+            "['/etc/docker/certs.d']: config_path must be a string",
         ),
     ],
 )
@@ -141,3 +141,57 @@ def test_no_kind_config_by_default(pytester: pytest.Pytester) -> None:
     pytester.runpytest().assert_outcomes(passed=1)
     result = pytester.runpytest("--collect-only")
     result.stdout.fnmatch_lines(["kindreg: *kind config none*"])
+
+
+RELATIVE_MOUNT = (
+    CLUSTER + "nodes:\n- role: control-plane\n  extraMounts:\n  - {hostPath: node-files, containerPath: /opt/x}\n"
+)
+SHOW_MOUNT = """
+from pytest_kindreg.kind_config import KindClusterConfig
+
+def test_mount(kindreg_kind_config):
+    config = KindClusterConfig(name="x", base=kindreg_kind_config)
+    print("HOSTPATH", config.to_dict()["nodes"][0]["extraMounts"][0]["hostPath"])
+    print("FINGERPRINT", config.fingerprint())
+"""
+
+
+def test_relative_host_paths_are_relative_to_the_config_file_from_any_directory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pytester.path / "ci" / "node-files").mkdir(parents=True)
+    (pytester.path / "ci" / "kind.yaml").write_text(RELATIVE_MOUNT)
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_mount.py").write_text(SHOW_MOUNT)
+    pytester.makeini("[pytest]\nkindreg_kind_config = ci/kind.yaml\n")
+    expected = f"HOSTPATH {pytester.path / 'ci' / 'node-files'}"
+    fingerprints = set()
+    for cwd, args in (
+        (pytester.path, ["tests"]),  # the ini file's directory
+        (pytester.path / "tests", ["."]),  # `cd tests && pytest`
+        (pytester.path / "ci", ["../tests", "--kindreg-kind-config", "kind.yaml"]),  # the option, from the config's dir
+    ):
+        monkeypatch.chdir(cwd)
+        result = pytester.runpytest_subprocess("-s", "-c", str(pytester.path / "tox.ini"), *args)
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"*{expected}"])
+        fingerprints |= {line.split()[1] for line in result.outlines if line.startswith("FINGERPRINT")}
+    assert len(fingerprints) == 1  # the same cluster config, wherever pytest runs
+
+
+def test_a_hook_implementation_makes_disable_default_cni_usable(pytester: pytest.Pytester) -> None:
+    (pytester.path / "kind.yaml").write_text(CLUSTER + "networking:\n  disableDefaultCNI: true\n")
+    pytester.makepyfile("def test_x(kind_private_registry):\n    pass\n")
+    assert _usage_error(pytester, "--kindreg-kind-config", "kind.yaml", "--collect-only").endswith(
+        "implement the hook pytest_kindreg_cluster_created(cluster) in a conftest.py and install your CNI there "
+        "(it is called after kind create, before the plugin waits for Ready nodes)"
+    )
+    # In a conftest file of the tests' own directory (loaded at collection), the hook is found.
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "conftest.py").write_text("def pytest_kindreg_cluster_created(cluster):\n    pass\n")
+    (pytester.path / "sub" / "test_y.py").write_text("def test_y(kind_private_registry):\n    pass\n")
+    result = pytester.runpytest("--kindreg-kind-config", "kind.yaml", "--collect-only", "sub")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    # Tests that need no cluster run whatever the config says.
+    (pytester.path / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    pytester.runpytest("--kindreg-kind-config", "kind.yaml", "test_plain.py").assert_outcomes(passed=1)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_kindreg.errors import KindConfigError
 from pytest_kindreg.kind_config import (
     CONFIG_PATH_PATCH,
     ClusterContribution,
@@ -251,7 +252,7 @@ def test_fingerprint_ignores_strategy_source_labels() -> None:
 
 @pytest.mark.parametrize("name", ["", "Upper", "under_score", "sp ace", "slash/x", "trailing\n"])
 def test_bad_name_rejected(name: str) -> None:
-    with pytest.raises(ValueError, match=r"cluster name .* invalid.*\^\[a-z0-9\.-\]\+\$"):
+    with pytest.raises(KindConfigError, match=r"^cluster name: .* is not a valid kind cluster name.*\^\[a-z0-9\.-\]"):
         make(name=name)
 
 
@@ -262,7 +263,7 @@ def test_good_names_accepted(name: str) -> None:
 
 @pytest.mark.parametrize("workers", [-1, True])
 def test_bad_workers_rejected(workers: Any) -> None:
-    with pytest.raises(ValueError, match=r"workers must be an integer >= 0"):
+    with pytest.raises(KindConfigError, match=r"^workers: must be an integer >= 0"):
         make(workers=workers)
 
 
@@ -460,7 +461,7 @@ def test_unknown_field_rejected_with_path(path: list[str | int], expected: str) 
             r"^apiVersion: must be 'kind\.x-k8s\.io/v1alpha4', got 'kind\.x-k8s\.io/v1alpha3'",
             id="apiVersion",
         ),
-        pytest.param(["name"], "Bad_Name", r"^name: 'Bad_Name' does not match", id="name"),
+        pytest.param(["name"], "Bad_Name", r"^name: 'Bad_Name' is not a valid kind cluster name", id="name"),
         pytest.param(["nodes"], {"role": "worker"}, r"^nodes: expected a list, got dict", id="nodes-not-list"),
         pytest.param(["nodes", 1, "role"], "master", r"^nodes\[1\]\.role: 'master' is not one of", id="role"),
         pytest.param(["nodes", 0, "image"], 5, r"^nodes\[0\]\.image: expected a string, got int", id="image"),
@@ -544,7 +545,7 @@ def test_wrong_or_missing_api_version(api_version: str | None) -> None:
 def test_missing_kind_rejected() -> None:
     doc = valid_doc()
     del doc["kind"]
-    with pytest.raises(ValueError, match=r"^kind: must be 'Cluster', got None"):
+    with pytest.raises(ValueError, match=r"^kind: missing; a kind config starts with kind: Cluster"):
         validate_kind_config(doc)
 
 

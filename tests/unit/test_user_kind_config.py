@@ -16,6 +16,8 @@ from pytest_kindreg.kind_config import (
     ExtraMount,
     KindClusterConfig,
     UserKindConfig,
+    check_cluster_name,
+    check_node_files,
     config_differences,
     load_kind_config,
     resolve_cluster_name,
@@ -254,12 +256,8 @@ HEADER = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\ncontainerdConfigPat
             r'registry\.configs\."r:5000"\.tls: registry\.configs\.<host>\.tls must not be used',
         ),
         (
-            '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/docker/certs.d"',
-            r"registry\.config_path = '/etc/docker/certs\.d': containerd would not read /etc/containerd/certs\.d",
-        ),
-        (
-            "[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = ''",
-            r"registry\.config_path = '': containerd would not read",
+            '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ["/etc/containerd/certs.d"]',
+            r"registry\.config_path = \['/etc/containerd/certs\.d'\]: config_path must be a string",
         ),
         ('[plugins."io.containerd.grpc.v1.cri"\n  x = 1', "not valid TOML"),
     ],
@@ -320,9 +318,369 @@ def test_a_file_loads_with_its_path_as_origin(tmp_path: Path) -> None:
 def test_a_missing_host_path_is_refused_before_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = user_doc()
     doc["nodes"][1]["extraMounts"][0]["hostPath"] = "data/here"
-    config = KindClusterConfig(name="x", base=UserKindConfig(doc))  # a fixture may create it later
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(KindConfigError, match=r"nodes\[1\]\.extraMounts\[0\]\.hostPath: 'data/here' does not exist"):
+    config = KindClusterConfig(name="x", base=UserKindConfig(doc))  # a fixture may create it later
+    monkeypatch.chdir("/")  # resolved when the dict was loaded, not when the cluster is created
+    with pytest.raises(
+        KindConfigError,
+        match=rf"nodes\[1\]\.extraMounts\[0\]\.hostPath: '{tmp_path}/data/here' does not exist \(a relative "
+        r"hostPath is resolved against the working directory\)",
+    ):
         config.check_host_paths()
     (tmp_path / "data" / "here").mkdir(parents=True)
     config.check_host_paths()
+
+
+# --- the shapes users write ---------------------------------------------------------------------------------
+
+
+ANCHORS = """\
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+- &worker
+  role: worker
+  labels: {pool: pull}
+  extraMounts:
+  - {hostPath: /srv/data, containerPath: /data}
+- *worker
+"""
+
+
+def test_a_yaml_anchor_node_gets_the_plugins_mount_once_per_node(tmp_path: Path) -> None:
+    config = load_kind_config(write(tmp_path, ANCHORS))
+    nodes = merged(dict(config.document))["nodes"]
+    assert [n["role"] for n in nodes] == ["control-plane", "worker", "worker"]
+    for node in nodes[1:]:
+        assert node["extraMounts"] == [{"hostPath": "/srv/data", "containerPath": "/data"}, CREDS.to_dict()]
+    assert nodes[1] is not nodes[2]
+
+
+def test_a_repeated_dict_node_gets_the_plugins_mount_once_per_node() -> None:
+    worker = {"role": "worker"}
+    doc = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "nodes": [{"role": "control-plane"}, *[worker] * 2],
+    }
+    config = KindClusterConfig(
+        name="x",
+        contributions=(ClusterContribution(extra_mounts=(CREDS,), source="node_config"),),
+        base=UserKindConfig(doc),
+    )
+    rendered = yaml.safe_load(config.to_yaml())
+    assert [n["extraMounts"] for n in rendered["nodes"]] == [[CREDS.to_dict()]] * 3
+    assert config.to_dict() == config.to_dict()  # rendering twice adds nothing twice
+
+
+def test_non_plain_mappings_are_normalised() -> None:
+    from collections import OrderedDict
+
+    from ruamel.yaml import YAML
+
+    round_trip = YAML().load(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4  # comment\nnodes:\n- role: control-plane\n"
+        "  labels: {tier: 'pull'}\n"
+    )
+    ordered = OrderedDict(
+        [("kind", "Cluster"), ("apiVersion", "kind.x-k8s.io/v1alpha4"), ("nodes", (OrderedDict(role="worker"),))]
+    )
+    ordered["nodes"] = (OrderedDict(role="control-plane"), *ordered["nodes"])
+    for doc in (round_trip, ordered):
+        config = KindClusterConfig(name="x", base=UserKindConfig(doc))
+        text = config.to_yaml()  # yaml.safe_dump refuses CommentedMap, OrderedDict, ScalarString
+        assert yaml.safe_load(text)["nodes"][0]["role"] == "control-plane"
+        assert type(config.base.document) is dict  # type: ignore[union-attr]
+    assert UserKindConfig(round_trip).document["nodes"][0]["labels"] == {"tier": "pull"}
+
+
+def test_duplicate_keys_are_refused_like_kinds_yaml_reader(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: worker\n  role: control-plane\n"
+    )
+    with pytest.raises(
+        KindConfigError,
+        match=rf'^kind config {path}: nodes\[0\]\.role: mapping key "role" already defined at line 4 '
+        r"\(again at line 5\)",
+    ):
+        load_kind_config(path)
+    flow = write(
+        tmp_path, "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking: {ipFamily: ipv4, ipFamily: ipv6}\n"
+    )
+    with pytest.raises(
+        KindConfigError, match=r": networking\.ipFamily: mapping key \"ipFamily\" already defined at line 3"
+    ):
+        load_kind_config(flow)
+    top = write(tmp_path, "kind: Cluster\nkind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")
+    with pytest.raises(KindConfigError, match=r": kind: mapping key \"kind\" already defined at line 1"):
+        load_kind_config(top)
+    # An alias is not a duplicate, and YAML merge keys are not keys.
+    merge_keys = write(
+        tmp_path,
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
+        "nodes:\n- &cp {role: control-plane}\n- <<: *cp\n  labels: {a: b}\n",
+    )
+    assert load_kind_config(merge_keys).document["nodes"][1] == {"role": "control-plane", "labels": {"a": "b"}}
+
+
+def test_a_file_that_is_not_utf8_is_one_message(tmp_path: Path) -> None:
+    path = tmp_path / "kind.yaml"
+    path.write_bytes("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(KindConfigError, match=rf"^kind config {path}: not UTF-8 text \(byte 0xe9 at offset 58\)"):
+        load_kind_config(path)
+    # kind's reader takes UTF-16 with a byte order mark, and a UTF-8 byte order mark
+    path.write_bytes("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n".encode("utf-16"))
+    assert load_kind_config(path).document["kind"] == "Cluster"
+    path.write_bytes(b"\xef\xbb\xbfkind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")
+    assert load_kind_config(path).document["kind"] == "Cluster"
+
+
+def test_a_pod_manifest_is_told_it_is_not_a_cluster(tmp_path: Path) -> None:
+    path = write(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: []\n")
+    with pytest.raises(KindConfigError, match=rf"^kind config {path}: kind: must be 'Cluster', got 'Pod'$"):
+        load_kind_config(path)
+
+
+CLUSTER: dict[str, Any] = {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4"}
+
+
+def node(**fields: Any) -> dict[str, Any]:
+    return {"role": "control-plane", **fields}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"networking": {"apiServerPort": 70000}}, r"networking\.apiServerPort: 70000 is not a port number"),
+        ({"networking": {"apiServerPort": -5}}, r"networking\.apiServerPort: -5 is not a port number"),
+        ({"networking": {"kubeProxyMode": "userspace"}}, r"kubeProxyMode: 'userspace' is not one of"),
+        ({"networking": {"podSubnet": "10.244.0.0"}}, r"podSubnet: '10\.244\.0\.0' is not a CIDR"),
+        ({"networking": {"podSubnet": "10.244.0.0/33"}}, r"podSubnet: '10\.244\.0\.0/33' is not a CIDR"),
+        ({"networking": {"serviceSubnet": "fd00::/112"}}, r"serviceSubnet: 'fd00::/112': expected an IPv4 CIDR"),
+        ({"networking": {"podSubnet": "10.1.0.0/16,10.2.0.0/16"}}, r"only one CIDR allowed for single-stack"),
+        (
+            {"networking": {"ipFamily": "dual", "podSubnet": "10.1.0.0/16,10.2.0.0/16"}},
+            r"ipFamily dual takes one CIDR, or two CIDRs, one of each",
+        ),
+        ({"nodes": [node(extraPortMappings=[{"containerPort": 80, "hostPort": 65536}])]}, r"hostPort: 65536 is not"),
+        ({"nodes": [node(extraPortMappings=[{"containerPort": -2}])]}, r"containerPort: -2 is not a port number"),
+        (
+            {"nodes": [node(extraPortMappings=[{"containerPort": 80, "listenAddress": "localhost"}])]},
+            r"listenAddress: 'localhost' is not an IP address",
+        ),
+        (
+            {
+                "nodes": [
+                    node(
+                        extraPortMappings=[
+                            {"containerPort": 80, "hostPort": 8080},
+                            {"containerPort": 81, "hostPort": 8080},
+                        ]
+                    )
+                ]
+            },
+            r"^nodes\[0\]\.extraPortMappings\[1\]\.hostPort: 8080/TCP on 0\.0\.0\.0 is mapped already by "
+            r"nodes\[0\]\.extraPortMappings\[0\]",
+        ),
+        (
+            {
+                "nodes": [
+                    node(extraPortMappings=[{"containerPort": 80, "hostPort": 8080, "listenAddress": "127.0.0.1"}]),
+                    node(
+                        role="worker",
+                        extraPortMappings=[{"containerPort": 80, "hostPort": 8080, "listenAddress": "::"}],
+                    ),
+                ]
+            },
+            r"^nodes\[1\]\.extraPortMappings\[0\]\.hostPort: 8080/TCP on 0\.0\.0\.0 is mapped already by nodes\[0\]",
+        ),
+        (
+            {"nodes": [node(extraMounts=[{"hostPath": "/h", "containerPath": "data"}])]},
+            r"containerPath: 'data' must be",
+        ),
+        ({"nodes": [node(extraMounts=[{"containerPath": "/data"}])]}, r"extraMounts\[0\]\.hostPath: required"),
+    ],
+)
+def test_what_kind_or_docker_would_refuse_later_is_refused_now(doc: dict[str, Any], expected: str) -> None:
+    anchored = expected[1:] if expected.startswith("^") else ".*" + expected
+    with pytest.raises(KindConfigError, match=r"^kind config <dict>: " + anchored):
+        UserKindConfig({**CLUSTER, **doc})
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"networking": {"apiServerPort": -1, "kubeProxyMode": "none"}},
+        {"networking": {"apiServerPort": 0, "kubeProxyMode": "nftables", "podSubnet": "10.244.1.7/16"}},
+        {"networking": {"ipFamily": "ipv6", "podSubnet": "fd00:10:244::/56", "serviceSubnet": "fd00:10:96::/112"}},
+        {"networking": {"ipFamily": "dual", "podSubnet": "10.244.0.0/16,fd00:10:244::/56"}},
+        {"networking": {"ipFamily": "dual", "podSubnet": "10.244.0.0/16"}},
+        # the same host port on other addresses or protocols, and random ports, are fine (kind's rule)
+        {
+            "nodes": [
+                node(extraPortMappings=[{"containerPort": 80, "hostPort": 8080, "listenAddress": "127.0.0.1"}]),
+                node(
+                    role="worker",
+                    extraPortMappings=[
+                        {"containerPort": 80, "hostPort": 8080, "listenAddress": "127.0.0.2"},
+                        {"containerPort": 80, "hostPort": 8080, "protocol": "UDP"},
+                        {"containerPort": 81, "hostPort": 0},
+                        {"containerPort": 82, "hostPort": 0},
+                        {"containerPort": 83, "hostPort": -1},
+                    ],
+                ),
+            ]
+        },
+    ],
+)
+def test_what_kind_accepts_is_accepted(doc: dict[str, Any]) -> None:
+    UserKindConfig({**CLUSTER, **doc})
+
+
+def test_json6902_patches_are_checked_like_merge_patches() -> None:
+    patch = '[{"op": "remove", "path": "/plugins/io.containerd.grpc.v1.cri/registry/config_path"}]'
+    with pytest.raises(
+        KindConfigError,
+        match=r"^kind config <dict>: containerdConfigPatchesJSON6902\[0\]\[0\] remove "
+        r"/plugins/io\.containerd\.grpc\.v1\.cri/registry/config_path: removes config_path",
+    ):
+        UserKindConfig({**CLUSTER, "containerdConfigPatchesJSON6902": [patch]})
+    with pytest.raises(KindConfigError, match=r"containerdConfigPatchesJSON6902\[0\]: not valid JSON"):
+        UserKindConfig({**CLUSTER, "containerdConfigPatchesJSON6902": ["- op: remove\n  path: /x\n"]})
+
+
+def test_the_users_config_path_roots_are_kept() -> None:
+    own = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/docker/certs.d"'
+    patches = merged({**user_doc(), "containerdConfigPatches": [own]})["containerdConfigPatches"]
+    assert patches == [
+        own,
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"',
+    ]
+    both = (
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"'
+    )
+    assert merged({**user_doc(), "containerdConfigPatches": [both]})["containerdConfigPatches"] == [both]
+
+
+def test_v2_and_v3_registry_tables_together_are_refused() -> None:
+    patches = [
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/a"',
+        "[plugins.'io.containerd.cri.v1.images'.registry.headers]\n  X = ['y']",
+    ]
+    with pytest.raises(KindConfigError, match=r"^kind config <dict>: containerdConfigPatches: .*both set"):
+        UserKindConfig({**CLUSTER, "containerdConfigPatches": patches})
+
+
+# --- relative host paths: one rule ------------------------------------------------------------------------
+
+
+def test_relative_host_paths_are_relative_to_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ci" / "files").mkdir(parents=True)
+    path = write(
+        tmp_path / "ci",
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraMounts:\n"
+        "  - {hostPath: files, containerPath: /a}\n  - {hostPath: ../ci/./files/, containerPath: /b}\n"
+        "  - {hostPath: /abs, containerPath: /c}\n",
+    )
+    fingerprints = set()
+    for cwd in (tmp_path, tmp_path / "ci", Path("/")):
+        monkeypatch.chdir(cwd)
+        config = load_kind_config(path.relative_to(tmp_path) if cwd == tmp_path else path)
+        mounts = config.document["nodes"][0]["extraMounts"]
+        assert [m["hostPath"] for m in mounts] == [str(tmp_path / "ci" / "files")] * 2 + ["/abs"]
+        rendered = KindClusterConfig(name="x", base=config)
+        assert rendered.to_dict()["nodes"][0]["extraMounts"][0]["hostPath"] == str(tmp_path / "ci" / "files")
+        fingerprints.add(rendered.fingerprint())
+    assert len(fingerprints) == 1  # the same cluster, wherever pytest runs
+
+
+def test_relative_host_paths_of_a_dict_are_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = UserKindConfig({**CLUSTER, "nodes": [node(extraMounts=[{"hostPath": "data", "containerPath": "/d"}])]})
+    assert config.document["nodes"][0]["extraMounts"][0]["hostPath"] == str(tmp_path / "data")
+    assert config.renamed("y").document == {**config.document, "name": "y"}
+
+
+# --- what the plugin puts on every node is not hidden ---------------------------------------------------------
+
+
+def test_check_node_files_names_the_strategy() -> None:
+    config = UserKindConfig(
+        {**CLUSTER, "nodes": [node(extraMounts=[{"hostPath": "/h", "containerPath": "/var/lib/kubelet"}])]}
+    )
+    check_node_files(config, {"pull_secret": ()})
+    with pytest.raises(
+        KindConfigError,
+        match=r"^kind config <dict>: nodes\[0\]\.extraMounts\[0\]\.containerPath: /var/lib/kubelet would hide "
+        r"/var/lib/kubelet/config\.json, which strategy 'access_token' mounts or writes on every node",
+    ):
+        check_node_files(config, {"pull_secret": (), "access_token": ("/var/lib/kubelet/config.json",)})
+
+
+def test_disable_default_cni_is_known() -> None:
+    assert UserKindConfig({**CLUSTER, "networking": {"disableDefaultCNI": True}}).disables_default_cni
+    assert not UserKindConfig({**CLUSTER, "networking": {"disableDefaultCNI": False}}).disables_default_cni
+    assert not UserKindConfig(CLUSTER).disables_default_cni
+    assert KindClusterConfig(
+        name="x", base=UserKindConfig({**CLUSTER, "networking": {"disableDefaultCNI": True}})
+    ).disables_default_cni
+
+
+@pytest.mark.parametrize("name", ["My_Cluster", "", "a b", 5])
+def test_an_invalid_cluster_name_is_one_kind_config_error(name: Any) -> None:
+    with pytest.raises(KindConfigError, match=r"^--opt: .* is not a valid kind cluster name"):
+        check_cluster_name(name, "--opt")
+    with pytest.raises(KindConfigError, match=r"^kind config <dict>: name: "):
+        UserKindConfig({**CLUSTER, "name": name})
+
+
+# --- the Python API: the same checks, before anything starts --------------------------------------------------
+
+
+def test_the_classes_refuse_an_invalid_name_with_one_kind_config_error() -> None:
+    from pytest_kindreg import KindCluster, KindRegistryEnvironment
+
+    with pytest.raises(KindConfigError, match=r"^cluster_name: 'My_Cluster' is not a valid kind cluster name"):
+        KindRegistryEnvironment(["pull_secret"], cluster_name="My_Cluster")
+    with pytest.raises(KindConfigError, match=r"^KindCluster name: 'My_Cluster' is not a valid kind cluster name"):
+        KindCluster("My_Cluster", kind_bin="/nonexistent/kind")  # refused before kind is looked for
+
+
+def test_the_environment_wants_a_cni_installer_for_disable_default_cni() -> None:
+    from pytest_kindreg import KindRegistryEnvironment
+
+    config = {**CLUSTER, "networking": {"disableDefaultCNI": True}}
+    with pytest.raises(
+        KindConfigError, match=r"^kind config <dict>: networking\.disableDefaultCNI: true: .*on_cluster_created="
+    ):
+        KindRegistryEnvironment(["pull_secret"], kind_config=config)
+    env = KindRegistryEnvironment(["pull_secret"], kind_config=config, on_cluster_created=lambda cluster: None)
+    assert env.kind_config is not None and env.kind_config.disables_default_cni
+
+
+def test_the_environment_checks_its_strategies_node_files() -> None:
+    from pytest_kindreg import KindRegistryEnvironment
+
+    config = {
+        **CLUSTER,
+        "nodes": [node(extraMounts=[{"hostPath": "/h", "containerPath": "/var/lib/kubelet/config.json"}])],
+    }
+    KindRegistryEnvironment(["pull_secret", "side_load"], kind_config=config)  # no strategy of these puts a file there
+    for strategy in ("node_config", "access_token"):
+        with pytest.raises(KindConfigError, match=rf"which strategy '{strategy}' mounts or writes on every node"):
+            KindRegistryEnvironment(["pull_secret", strategy], kind_config=config)
+
+
+def test_the_shipped_example_config_works_from_any_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "kind-config.yaml"
+    for cwd in (example.parent.parent, example.parent.parent / "tests", Path("/")):
+        monkeypatch.chdir(cwd)
+        config = KindClusterConfig(name="x", base=load_kind_config(example))
+        config.check_host_paths()  # examples/node-files, found from here
+        mounts = [m for n in config.to_dict()["nodes"] for m in n.get("extraMounts", [])]
+        assert [m["hostPath"] for m in mounts] == [str(example.parent / "node-files")]
