@@ -30,6 +30,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     from pytest_kindreg.docker_engine import docker_client
     from pytest_kindreg.errors import KindregError
+    from pytest_kindreg.host_sysctls import HostSysctls
     from pytest_kindreg.reaper import find_leftovers, reap
 
     try:
@@ -41,13 +42,18 @@ def _cleanup(args: argparse.Namespace) -> int:
     for kind, names in vars(leftovers).items():
         for name in names:
             print(f"{'would remove' if args.dry_run else 'removing'} {kind.replace('_', ' ')}: {name}")
+    problems: list[str] = []
     if args.dry_run or not leftovers:
         print(f"kindreg cleanup: {leftovers.describe()} left by dead runs")
-        return 0
-    problems = reap(docker, leftovers, kind_bin=args.kind_bin)
-    for problem in problems:
-        print(f"could not remove {problem}", file=sys.stderr)
-    print(f"kindreg cleanup: removed {leftovers.describe()}")
+    else:
+        problems = reap(docker, leftovers, kind_bin=args.kind_bin, say=lambda line: print(f"kindreg cleanup: {line}"))
+        for problem in problems:
+            print(f"could not remove {problem}", file=sys.stderr)
+        print(f"kindreg cleanup: removed {leftovers.describe()}")
+    # The VM-wide sysctls kubelet changed, once no kind cluster runs (pytest_kindreg.host_sysctls).
+    sysctls = HostSysctls().restore(dry_run=args.dry_run)
+    for line in sysctls.messages():
+        print(f"kindreg cleanup: {line}", file=sys.stderr if line.startswith("could not") else sys.stdout)
     return 1 if problems else 0
 
 

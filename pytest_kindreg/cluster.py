@@ -24,6 +24,7 @@ from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.docker_nodes import DockerNodes, thaw_frozen
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
+from pytest_kindreg.host_sysctls import HostSysctls, report_once
 from pytest_kindreg.kind_config import (
     KindClusterConfig,
     KindConfigSource,
@@ -229,6 +230,8 @@ class KindCluster(DockerNodes):
             check_node_image(docker_client(), image)
         self.progress(f"creating kind cluster {self.name} (this takes a minute)...")
         started = time.monotonic()
+        # The host's sysctls before a kubelet of this cluster rewrites them: delete() puts them back.
+        HostSysctls().record()
         # Owned from the first second: an interrupted or failed create is deleted too.
         self.created = True
         try:
@@ -322,6 +325,8 @@ class KindCluster(DockerNodes):
                 self.progress(f"thawed frozen containers in the nodes of {self.name}; deleting it again")
                 self.kind(*delete, timeout=300)
             self.created = False
+            # The last kind cluster gone: the VM-wide sysctls its kubelet changed go back.
+            report_once(HostSysctls().restore(), self.progress)
         self._nodes = None
         if self._api_client is not None:
             with contextlib.suppress(Exception):

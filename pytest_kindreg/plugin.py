@@ -7,6 +7,7 @@ KindRegistryEnvironment, the strategies).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from pytest_kindreg.errors import (
     MissingRequirementError,
     UnknownStrategyError,
 )
+from pytest_kindreg.host_sysctls import HostSysctls, report_once
 from pytest_kindreg.kind_config import KindConfigSource, check_node_files, load_kind_config, missing_cni_installer
 from pytest_kindreg.reaper import find_leftovers, reap
 from pytest_kindreg.registry import PrivateRegistry
@@ -178,6 +180,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under xdist the workers delete the clusters, and nobody sees their lines: the controller,
+    # once they are done, puts back what kubelet changed on the host or says how, visibly.
+    config = session.config
+    if not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession"):
+        report_once(HostSysctls().restore(), _progress_writer(config))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     lines = config.stash.get(summary_key, None)
     if lines:
@@ -222,6 +233,8 @@ def kindreg_docker(kindreg_settings: Settings) -> Iterator[Any]:
         log.warning("kindreg: removed what dead runs left behind: %s", leftovers.describe())
         for problem in problems:
             log.warning("kindreg: could not remove %s", problem)
+        if leftovers.clusters:  # a dead run's kubelet changed the host's sysctls
+            report_once(HostSysctls().restore(), functools.partial(log.warning, "kindreg: %s"))
     yield client
     client.close()
 

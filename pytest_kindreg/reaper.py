@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pytest_kindreg.docker_engine import (
     process_alive,
     process_start_time,
 )
+from pytest_kindreg.errors import first_line
 from pytest_kindreg.tempdirs import owned_dirs, read_owner, temp_root
 
 log = logging.getLogger("pytest_kindreg")
@@ -137,7 +139,21 @@ def find_leftovers(docker: Any) -> Leftovers:
     return found
 
 
-def reap(docker: Any, leftovers: Leftovers, kind_bin: str | None = None) -> list[str]:
+def _thaw_cluster(docker: Any, cluster: str) -> int:
+    """Thaw cgroup v1 freezer cgroups left FROZEN in a dead run's cluster's nodes (else Docker
+    cannot kill them); how many were thawed."""
+    from pytest_kindreg.docker_nodes import thaw_frozen
+    from pytest_kindreg.host_sysctls import KIND_CLUSTER_LABEL
+
+    if docker is None:
+        return 0
+    nodes = docker.containers.list(all=True, filters={"label": f"{KIND_CLUSTER_LABEL}={cluster}"}, ignore_removed=True)
+    return thaw_frozen([node.id for node in nodes])
+
+
+def reap(
+    docker: Any, leftovers: Leftovers, kind_bin: str | None = None, say: Callable[[str], None] = log.info
+) -> list[str]:
     """Remove ``leftovers``; returns what could not be removed, with why."""
     from docker.errors import NotFound
 
@@ -163,7 +179,13 @@ def reap(docker: Any, leftovers: Leftovers, kind_bin: str | None = None) -> list
         try:
             kind = find_kind(kind_bin)
             for cluster in leftovers.clusters:
-                runner.run([kind, "delete", "cluster", "--name", cluster], timeout=300, check=False)
+                thawed = _thaw_cluster(docker, cluster)
+                if thawed:
+                    say(f"thawed {thawed} frozen cgroup(s) in the nodes of cluster {cluster}")
+                deleted = runner.run([kind, "delete", "cluster", "--name", cluster], timeout=300, check=False)
+                if deleted.returncode != 0:
+                    why = (deleted.stderr.strip().splitlines() or [f"exit status {deleted.returncode}"])[-1]
+                    problems.append(f"cluster {cluster}: kind delete failed: {first_line(why)}")
         except Exception as exc:
             problems.append(f"clusters {leftovers.clusters}: {exc}")
     for name in leftovers.directories:
