@@ -26,7 +26,7 @@ done
 
 say "installing $(basename "$wheel") alone into a fresh virtualenv"
 "$PY" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$wheel" 2>&1 | grep -v "Running pip as the 'root' user" || true
+pip_install "$work/venv/bin/python" "$wheel"
 mkdir "$work/run"
 cp examples/conftest.py examples/test_private_registry.py examples/test_pull_secret.py "$work/run/"
 cd "$work/run"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The unit, plugin and integration suites on other Python versions than the set-up's, each in a
 # virtualenv of its own under .venvs/ (never the system interpreter):
-#   scripts/other-pythons.sh VERSION [PYTEST-ARGS...]    e.g. 3.13
+#   scripts/other-pythons.sh VERSION [PYTEST-ARGS...]    e.g. 3.12
 # The interpreter is python<VERSION> on PATH, else pyenv's newest <VERSION>.x (this kind of
-# machine ships pyenv builds of 3.10, 3.12 and 3.13); none is a failure that says how to get one.
+# machine ships pyenv builds of 3.10, 3.12 and 3.13); none is a failure that says how to get one,
+# and so is a failed install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=venv.sh
+. scripts/venv.sh
 version=$1
 shift
 
@@ -27,6 +30,6 @@ if [ ! -x "$venv/bin/python" ] || [ "$("$venv/bin/python" -c 'import sys; print(
     rm -rf "$venv"
     "$interpreter" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+pip_install "$venv/bin/python" -e ".[test]"
 echo "other-pythons: $("$venv/bin/python" --version) ($interpreter)" >&2
 exec "$venv/bin/python" -m pytest tests --ignore=tests/e2e --kindreg-require docker "$@"

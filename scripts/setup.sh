@@ -117,7 +117,8 @@ fi
 "$venv/bin/python" -m tests.integration.containerd_harness fetch \
     || echo "setup: note: could not fetch the containerd binaries or kind's node config (see above)"
 # --- containerd binaries for the config tests (end) ---
-"$venv/bin/python" -m pip install -q -e ".[test,lint,release]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# Quiet when it works; a failed install prints pip's output and stops the set-up (venv.sh).
+pip_install "$venv/bin/python" -e ".[test,lint,release,docs]"
 "$venv/bin/python" -c "import pytest_kindreg" && echo "setup: done (virtualenv: $venv)"
 # The offline kind lab: node images built here, since none can be pulled (scripts/kind-lab.sh).
 if [ "${KINDREG_SKIP_LAB:-0}" = 1 ]; then
