@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: what pytest-kindreg's kind cluster and its five strategies cost, step by step.
+"""Benchmark: what pytest-kindreg's kind cluster and its strategies cost, step by step.
 
 Needs ``kind`` (``--kind-bin``, else ``$KIND``, else on PATH) and a Docker engine; without either
 it prints ``skipped: ...`` and exits 0. Each repetition, timed with ``time.perf_counter``:
@@ -10,15 +10,17 @@ it prints ``skipped: ...`` and exits 0. Each repetition, timed with ``time.perf_
    --wait 600s``, timed alone and until the same health check passes, and pytest-kind's
    ``KindCluster`` (``pytest_kind``) when it is importable and can be pointed at the same kind
    binary (it is never downloaded); each is deleted after, timed;
-2. a cold session: ``KindRegistryEnvironment`` with all five strategies, as a run that keeps
+2. a cold session: ``KindRegistryEnvironment`` with every strategy the node image's Kubernetes
+   supports (all seven from 1.34; workload_identity needs 1.34), as a run that keeps
    nothing: ``start()`` (registries, cluster with the strategies' contributions, wiring, node
    preparation, broken down into those parts), then per strategy
    ``ws = env.workspace(name); ws.setup(); ref = ws.push(image); ws.run_pod(ref);
    ws.negative_control(image); ws.teardown()``, then ``close()`` (registries stopped, cluster
-   deleted);
-3. a warm rerun: a cluster is prepared and kept by an environment of the same five strategies
+   deleted); then the same cold session with the registries in token mode (``registry_auth=
+   "token"``: token auth, the token service, read-only cluster identities), beside it;
+3. a warm rerun: a cluster is prepared and kept by an environment of the same strategies
    (untimed), then a second ``KindRegistryEnvironment(reuse_cluster=True)`` is timed:
-   ``start()`` + the same five strategies + ``close()`` (cluster kept); then the kept cluster is
+   ``start()`` + the same strategies + ``close()`` (cluster kept); then the kept cluster is
    deleted;
 4. unless ``--no-pytest-session``: a real pytest session, ``pytest examples/test_all_strategies.py
    --kindreg-strict`` in a child process (wall clock, interpreter start included), and
@@ -27,7 +29,7 @@ it prints ``skipped: ...`` and exits 0. Each repetition, timed with ``time.perf_
 
 It prints the median of every step over ``--repeat`` repetitions and the verdicts against the
 goals (issue 13), as ratios to one plain ``KindCluster.create()`` timed in the same run (absolute
-seconds differ by half between machines): the cold five-strategy session at most 2.0 times one
+seconds differ by half between machines): the cold session at most 2.0 times one
 creation, the warm rerun's ``start()`` + ``close()`` at most 0.2 times. Usage::
 
     python benchmarks/bench_kind.py --repeat 3 --kind-bin "$(command -v kind)" --node-image kindest/node:<version>
@@ -93,7 +95,8 @@ WARM_RATIO_GOAL = 0.2  # what a warm rerun adds to its tests: start() + close()
 Row = tuple[str, str]
 
 COLD = "cold creation: one cluster, no strategy, same node image"
-SESSION = "cold session: KindRegistryEnvironment, 5 strategies, nothing kept (close() deletes the cluster)"
+SESSION = "cold session: KindRegistryEnvironment, every strategy, nothing kept (close() deletes the cluster)"
+TOKEN = "cold session in token mode: the same, registry_auth='token' (token service, read-only cluster identity)"
 WARM = "warm rerun: KindRegistryEnvironment(reuse_cluster=True) on the kept cluster"
 PYTEST = "pytest session: examples/test_all_strategies.py in a child process, wall clock"
 
@@ -110,7 +113,7 @@ PEER_READY: Row = (COLD, "pytest-kind: create() + until healthy (same check)")
 PEER_DELETE: Row = (COLD, "pytest-kind: KindCluster.delete()")
 
 PYTEST_COLLECT: Row = (PYTEST, "pytest --collect-only (interpreter, plugin start-up; no cluster)")
-PYTEST_RUN: Row = (PYTEST, "pytest examples/test_all_strategies.py --kindreg-strict (5 passed)")
+PYTEST_RUN: Row = (PYTEST, "pytest examples/test_all_strategies.py --kindreg-strict (one per strategy)")
 
 PHASES = ("setup", "push", "run_pod", "negative_control", "teardown")
 
@@ -162,7 +165,7 @@ def start_rest_row(section: str) -> Row:
 
 
 def phase_row(section: str, phase: str) -> Row:
-    return (section, f"5 strategies: {phase}(), summed")
+    return (section, f"strategies: {phase}(), summed")
 
 
 def strategy_row(section: str, name: str) -> Row:
@@ -170,7 +173,7 @@ def strategy_row(section: str, name: str) -> Row:
 
 
 def strategies_row(section: str) -> Row:
-    return (section, "5 strategies: total")
+    return (section, "strategies: total")
 
 
 def close_row(section: str) -> Row:
@@ -178,7 +181,7 @@ def close_row(section: str) -> Row:
 
 
 def stops_row(section: str) -> Row:
-    return (section, "  of which registry stops (5)")
+    return (section, "  of which registry stops")
 
 
 def delete_row(section: str) -> Row:
@@ -383,6 +386,7 @@ class Bench:
         self.env: KindRegistryEnvironment | None = None
         self.local_image_ids: set[str] = set()
         self.node_image_note = ""
+        self.strategy_names: tuple[str, ...] = STRATEGY_NAMES
         self.load_at_start = os.getloadavg()
 
     # -- before anything is timed ------------------------------------------------------------
@@ -398,8 +402,26 @@ class Bench:
             except ImageNotFound as exc:
                 raise BenchError(f"image {image!r} is not local: {hint}") from exc
         self.local_image_ids = {image.id for image in self.docker.images.list()}
+        self.strategy_names = self._supported_strategies()
         if self.args.pytest_session and not EXAMPLE.is_file():
             raise BenchError(f"{EXAMPLE} is missing: run from a checkout, or pass --no-pytest-session")
+
+    def _supported_strategies(self) -> tuple[str, ...]:
+        """The strategies the node image's Kubernetes supports (workload_identity needs 1.34)."""
+        from pytest_kindreg.node_image import image_kubernetes_version, kind_default_image, parse_kubernetes_version
+        from pytest_kindreg.strategies import STRATEGIES
+
+        image = self.args.node_image or kind_default_image(self.kind)
+        version = image_kubernetes_version(self.docker, image) if image else None
+        parsed = parse_kubernetes_version(version) if version else None
+        if parsed is None:
+            raise BenchError(f"cannot tell the Kubernetes version of node image {image}: pass --node-image")
+        supported = []
+        for name in STRATEGY_NAMES:
+            minimum = STRATEGIES[name].min_kubernetes
+            if minimum is None or parsed[:2] >= minimum:
+                supported.append(name)
+        return tuple(supported)
 
     def describe(self) -> str:
         kind_version = runner.run([self.kind, "version"], check=False).stdout.strip() or "?"
@@ -411,7 +433,7 @@ class Bench:
             f"pytest-kindreg {importlib.metadata.version('pytest-kindreg')}, {kind_version} ({self.kind}), "
             f"Docker engine {engine}, node image {self.args.node_image or 'kind default'}, "
             f"registry image {self.args.registry_image}, pushed image {self.args.image}, "
-            f"strategies {', '.join(STRATEGY_NAMES)}, repetitions {self.args.repeat}"
+            f"strategies {', '.join(self.strategy_names)}, repetitions {self.args.repeat}"
         )
 
     def _check_node_image(self, cluster: str) -> None:
@@ -547,10 +569,16 @@ class Bench:
         """The cold session (nothing kept), then the warm rerun on a cluster kept for it."""
         cold_name = f"bench-kind-{self.bench_id}-cold-{repetition}"
         self.clusters.add(cold_name)
-        print("  cold session (5 strategies, nothing kept)", flush=True)
+        print(f"  cold session ({len(self.strategy_names)} strategies, nothing kept)", flush=True)
         cold = self.session(repetition, SESSION, cold_name, keep=False, reuse=False)
         if cold is not None:
             self.samples.add(total_row(SESSION), cold)
+        token_name = f"bench-kind-{self.bench_id}-token-{repetition}"
+        self.clusters.add(token_name)
+        print("  cold session in token mode (the same, registry_auth='token')", flush=True)
+        token = self.session(repetition, TOKEN, token_name, keep=False, reuse=False, registry_auth="token")
+        if token is not None:
+            self.samples.add(total_row(TOKEN), token)
         name = f"bench-kind-{self.bench_id}-env-{repetition}"
         self.clusters.add(name)
         self.state_dirs.add(default_state_dir() / name)
@@ -564,9 +592,12 @@ class Bench:
         finally:
             self.delete_kept(repetition, name)
 
-    def _environment(self, name: str, *, keep: bool, reuse: bool) -> KindRegistryEnvironment:
+    def _environment(
+        self, name: str, *, keep: bool, reuse: bool, registry_auth: str = "htpasswd"
+    ) -> KindRegistryEnvironment:
         return KindRegistryEnvironment(
-            STRATEGY_NAMES,
+            self.strategy_names,
+            registry_auth=registry_auth,
             cluster_name=name,
             node_image=self.args.node_image,
             kind_bin=self.kind,
@@ -589,10 +620,12 @@ class Bench:
             self.env = None
             env.close()
 
-    def session(self, repetition: int, section: str, name: str, *, keep: bool, reuse: bool) -> float | None:
-        """start() + the five strategies + close() of one environment; their total in seconds,
+    def session(
+        self, repetition: int, section: str, name: str, *, keep: bool, reuse: bool, registry_auth: str = "htpasswd"
+    ) -> float | None:
+        """start() + the strategies + close() of one environment; their total in seconds,
         or None if any of it failed."""
-        env = self._environment(name, keep=keep, reuse=reuse)
+        env = self._environment(name, keep=keep, reuse=reuse, registry_auth=registry_auth)
         self.env = env
         try:
             with start_breakdown(env, section) as instruments:
@@ -717,10 +750,12 @@ class Bench:
         ]
         if self.args.node_image:
             argv.append(f"--kindreg-node-image={self.args.node_image}")
+        argv += [f"--kindreg-exclude-strategy={name}" for name in STRATEGY_NAMES if name not in self.strategy_names]
         argv.append(str(EXAMPLE.relative_to(REPO)))
+        count = len(self.strategy_names)
         for row, extra, expect in (
-            (PYTEST_COLLECT, ["--collect-only"], "5 tests collected"),
-            (PYTEST_RUN, [], "5 passed"),
+            (PYTEST_COLLECT, ["--collect-only"], f"{count}(/{len(STRATEGY_NAMES)})? tests collected"),
+            (PYTEST_RUN, [], f"{count} passed"),
         ):
             started = time.perf_counter()
             try:
@@ -789,7 +824,7 @@ class Bench:
 # -- report -------------------------------------------------------------------------------------
 def _session_rows(section: str) -> list[Row]:
     rows = [start_row(section)]
-    rows += [registry_row(section, name) for name in STRATEGY_NAMES]
+    rows += [registry_row(section, name) for name in STRATEGY_NAMES]  # rows without a sample are left out
     rows += [adopt_row(section)] if section == WARM else []
     rows += [cluster_row(section), kind_create_row(section), healthy_row(section), wire_row(section)]
     rows += [prepare_row(section, name) for name in STRATEGY_NAMES]
@@ -805,12 +840,13 @@ def _rows(peer: Peer) -> list[Row]:
     rows = [PLAIN_CREATE, PLAIN_KIND, PLAIN_HEALTHY, PLAIN_REST, PLAIN_DELETE, BARE_CREATE, BARE_READY, BARE_DELETE]
     if peer.cls is not None:
         rows += [PEER_CREATE, PEER_READY, PEER_DELETE]
-    rows += _session_rows(SESSION) + _session_rows(WARM) + [PYTEST_COLLECT, PYTEST_RUN]
+    rows += _session_rows(SESSION) + _session_rows(TOKEN) + _session_rows(WARM) + [PYTEST_COLLECT, PYTEST_RUN]
     return rows
 
 
 def print_table(samples: Samples, peer: Peer) -> None:
-    rows = [row for row in _rows(peer) if row in samples.values or not row[1].startswith(" ")]
+    # Part rows and per-strategy rows only where measured (a 1.32 node has no workload_identity).
+    rows = [row for row in _rows(peer) if row in samples.values or not row[1].startswith((" ", "strategy "))]
     width = max(len(label) for _, label in rows)
     section = ""
     print(f"{'step':<{width}}  {'median [s]':>10}  {'n':>2}  values [s]")
@@ -863,6 +899,14 @@ def print_summary(samples: Samples, peer: Peer) -> None:
                 f"    of which the session's own KindCluster.create {creation:.2f} s "
                 f"({creation - plain:+.2f} s vs plain: contributions, noise)"
             )
+    token = m(total_row(TOKEN))
+    if token is not None and cold is not None:
+        token_start, cold_start = m(start_row(TOKEN)), m(start_row(SESSION))
+        starts = f" (start() {token_start:.2f} s vs {cold_start:.2f} s)" if token_start and cold_start else ""
+        print(
+            f"  cold session in token mode {token:.2f} s = {token / cold:.2f} x the htpasswd session "
+            f"({cold:.2f} s, {token - cold:+.2f} s){starts}"
+        )
     warm, warm_strategies = m(total_row(WARM)), m(strategies_row(WARM))
     warm_start, warm_close = m(start_row(WARM)), m(close_row(WARM))
     if warm is not None and warm_strategies is not None and warm_start is not None and warm_close is not None:

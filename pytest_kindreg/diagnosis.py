@@ -16,13 +16,14 @@ import difflib
 import fnmatch
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "DOCKERCFG_TYPE",
     "DOCKERCONFIGJSON_TYPE",
+    "KUBELET_LOG_RULES",
     "diagnose_pull_failure",
     "format_event",
     "image_host",
@@ -477,6 +478,7 @@ def _runtime_findings(
     namespace: str,
     findings: _Findings,
     cached: set[str],
+    reverified: Callable[[str | None], bool],
 ) -> None:
     for symptom in symptoms:
         text, image = symptom.text, symptom.image or default_image
@@ -485,12 +487,19 @@ def _runtime_findings(
         on_node = image is not None and _normalized(image) in cached
 
         if symptom.reason == "ErrImageNeverPull" or "ErrImageNeverPull" in text:
-            if on_node:
+            if on_node and reverified(image):
                 findings.add(
                     _R_IMAGE,
                     f"{what} IS on the node, but kubelet did not let this pod use it (ErrImageNeverPull): "
                     f"{_REVERIFIED} With imagePullPolicy Never kubelet cannot pull it again with this pod's "
                     f"credentials: give the pod a pull secret for {host} and allow pulls (IfNotPresent).",
+                )
+            elif on_node:
+                findings.add(
+                    _R_IMAGE,
+                    f"{what} is on the node, yet kubelet reported it not present for this pod (ErrImageNeverPull), "
+                    "and this node's kubelet does not re-verify credentials of cached images: check that the pod "
+                    "names the image exactly as it was loaded (registry host, repository, tag).",
                 )
             else:
                 findings.add(
@@ -587,13 +596,18 @@ def _runtime_findings(
                 "or password is wrong (or outdated); recreate the credentials with the registry's current "
                 "ones.",
             )
-        if "insufficient_scope" in text:
+        if "insufficient_scope" in text or _DENIED_RE.search(text):
             findings.add(
-                _R_AUTH,
-                f"the registry {host} denied {what} (insufficient_scope): the credentials lack pull access "
-                "to that repository, or it does not exist.",
+                _R_AUTH - 1,
+                f"the registry {host} denied {what} for lack of scope (insufficient_scope / requested access "
+                "is denied): the credentials were accepted, but the token they were traded for does not grant "
+                "pull on that repository: it is outside the identity's scope (token mode: kindreg_pull_scope, "
+                "or the identity's own), or the repository does not exist. Not a wrong password.",
             )
-        if "no basic auth credentials" in text and on_node:
+        token_refusal = _TOKEN_REFUSAL_RE.search(text)
+        if token_refusal:
+            findings.add(_R_AUTH - 1, _TOKEN_REFUSALS[token_refusal.group(1)].format(host=host, what=what))
+        if "no basic auth credentials" in text and on_node and reverified(image):
             findings.add(
                 _R_NO_CREDS - 1,
                 f"{what} is already on the node, yet kubelet pulled it again for this pod and the registry "
@@ -619,6 +633,26 @@ def _runtime_findings(
                 "host (not the mirror endpoint).",
             )
 
+
+# What the plugin's token service says in a 401's status line ("401 Unauthorized (reason)"), which
+# containerd puts into the pull error.
+_TOKEN_REFUSAL_RE = re.compile(
+    r"401 Unauthorized \((invalid credentials|access token expired|invalid access token|"
+    r"unknown service account key|authentication required)\)"
+)
+_TOKEN_REFUSALS = {
+    "invalid credentials": "the token service of {host} refused the username or password sent for {what} "
+    "(invalid credentials): they are wrong or were rotated; give the pod or node the registry's current ones.",
+    "access token expired": "the access token sent for {what} has expired (the token service of {host} says "
+    "so): renew it before its TTL runs out (rotate_credentials() / your refresher), then pull again.",
+    "invalid access token": "the token service of {host} does not accept the access token sent for {what} "
+    "(not one it issued, or altered): issue a new one.",
+    "unknown service account key": "the token service of {host} does not know the _json_key document sent "
+    "for {what}: it was not issued for this registry, or it was changed (the whole document is compared).",
+    "authentication required": "no credentials reached the token service of {host} for {what} (an anonymous "
+    "token request was refused): the pod and node supplied none for that image host.",
+}
+_DENIED_RE = re.compile(r"denied: requested access to the resource is denied")
 
 _REVERIFIED = (
     "kubelet re-verifies credentials for images already on a node (KEP-2535, feature gate "
@@ -649,14 +683,19 @@ def diagnose_pull_failure(
     events: Sequence[Any],
     other_namespace_secrets: Mapping[str, Sequence[str]] | None = None,
     cached_images: Collection[str] = (),
+    reverifying_node: bool | None = None,
+    kubelet_log: Sequence[str] = (),
 ) -> list[str]:
     """Likely causes of an image pull failure, most likely first; ``[]`` if nothing matches.
 
     ``secrets`` are the Secrets of the pod's namespace, ``events`` the pod's events, and
     ``other_namespace_secrets`` maps a secret name to other namespaces holding a secret of that name.
     ``cached_images`` are the pod's images that are already on its node (``crictl inspecti``, or
-    the node's ``status.images`` names): a pull refused for one of them is kubelet re-verifying
-    credentials (KEP-2535).
+    the node's ``status.images`` names); ``reverifying_node`` whether that node's kubelet re-verifies
+    credentials of cached images (its live ``imagePullCredentialsVerificationPolicy``, KEP-2535; None:
+    unknown). A pull refused for a cached image is blamed on re-verification only where both that and
+    the container's pull policy (not ``Always``, which pulls anyway) imply it. ``kubelet_log`` are
+    lines of the node's kubelet journal about the pod's images: credential provider plugin failures.
     """
     namespace = _pod_namespace(pod)
     elsewhere = other_namespace_secrets or {}
@@ -706,8 +745,113 @@ def diagnose_pull_failure(
         namespace,
         findings,
         {_normalized(image) for image in cached_images},
+        lambda image: bool(reverifying_node) and image is not None and pull_policy(pod, image) != "Always",
     )
+    for line in kubelet_log:
+        for rule in KUBELET_LOG_RULES:
+            match = rule.pattern.search(line)
+            if match:
+                findings.add(rule.rank, rule.explain(match))
     return findings.texts()
+
+
+def pull_policy(pod: Any, image: str) -> str:
+    """The pull policy of the (init) container running ``image``: its own, else kubelet's default
+    (``Always`` for ``:latest`` or no tag, else ``IfNotPresent``)."""
+    for container in _all_containers(pod):
+        if getattr(container, "image", None) == image and getattr(container, "image_pull_policy", None):
+            return str(container.image_pull_policy)
+    name = image.split("@", 1)[0]
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    return "IfNotPresent" if "@" in image or (tag and tag != "latest") else "Always"
+
+
+# --------------------------------------------------------------------------------------------------
+# kubelet's journal: image credential provider plugins (KEP-2133 / KEP-4412). kubelet logs a failed
+# provider ("Failed to provide credentials for image") and pulls without credentials, so the pod's
+# events show only the registry's refusal: the reason is in this log.
+
+
+@dataclass(frozen=True)
+class LogRule:
+    """One cause: what it matches in a kubelet log line, how likely it is, what it says."""
+
+    name: str
+    pattern: re.Pattern[str]
+    rank: int
+    explain: Callable[[re.Match[str]], str]
+
+
+KUBELET_LOG_RULES: tuple[LogRule, ...] = (
+    LogRule(
+        "provider not found",
+        re.compile(r"plugin binary (?:executable|directory) (\S+) did not exist|executable file not found"),
+        _R_TRANSPORT,
+        lambda m: (
+            f"a credential provider plugin of kubelet is missing ({m.group(0)}): put the binary in "
+            "--image-credential-provider-bin-dir under the name its config gives."
+        ),
+    ),
+    LogRule(
+        "node may not request the audience",
+        re.compile(
+            r"(system:node:\S+) is not authorized to request tokens for this audience|"
+            r'audience "([^"]+)" not found in pod spec volume'
+        ),
+        _R_SECRET,
+        lambda m: (
+            "the node may not request ServiceAccount tokens for the provider's audience (NodeRestriction, "
+            "ServiceAccountNodeAudienceRestriction): grant group system:nodes the verb "
+            "request-serviceaccounts-token-audience on that audience (a ClusterRole), so kubelet can hand the "
+            "pod's token to the provider."
+        ),
+    ),
+    LogRule(
+        "apiVersion mismatch",
+        re.compile(r"apiVersion from credential plugin response did not match[^\n]*"),
+        _R_SECRET,
+        lambda m: (
+            f"the credential provider plugin answered with another apiVersion than kubelet asked for "
+            f"({m.group(0)}): its response must carry the request's apiVersion."
+        ),
+    ),
+    LogRule(
+        "invalid response",
+        re.compile(
+            r"credential provider plugin did not return a valid cacheKeyType[^\n]*|"
+            r"error decoding credential provider plugin response"
+        ),
+        _R_SECRET,
+        lambda m: (
+            f"the credential provider plugin's response is not valid ({m.group(0)}): it needs "
+            "kind CredentialProviderResponse, a cacheKeyType (Image, Registry or Global) and auth."
+        ),
+    ),
+    LogRule(
+        "no credentials for the image",
+        re.compile(
+            r"kindreg-credential-provider: ([^\"\n]*(?:no credentials|has no registry identity|"
+            r"is not the one granted|does not name its granted)[^\"\n]*)"
+        ),
+        _R_SECRET,
+        lambda m: f"the credential provider plugin had no credentials for the image: {m.group(1)}.",
+    ),
+    LogRule(
+        "provider exec failed",
+        re.compile(r"error execing credential provider plugin (\S+) for image (\S+): ([^\"\n]*)"),
+        _R_SECRET + 1,
+        lambda m: (
+            f"kubelet's credential provider plugin {m.group(1)} failed for {m.group(2)} ({m.group(3)}): "
+            "kubelet pulled without credentials."
+        ),
+    ),
+    LogRule(
+        "ServiceAccount not readable",
+        re.compile(r"failed to get service account: ([^\"\n]*)"),
+        _R_SECRET,
+        lambda m: f"kubelet could not read the pod's ServiceAccount for its credential provider ({m.group(1)}).",
+    ),
+)
 
 
 def _state_text(status: Any) -> str:

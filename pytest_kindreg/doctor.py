@@ -119,6 +119,7 @@ def _cluster_checks(cluster: str, kind: str) -> list[Check]:
                 )
             )
             checks.append(_kubelet_check(kc, node))
+            checks.append(_provider_check(kc, node))
     except (KindregError, ValueError) as exc:
         checks.append(Check("FAIL", f"cluster {cluster}", str(exc)))
     finally:
@@ -140,3 +141,19 @@ def _kubelet_check(cluster: KindCluster, node: str) -> Check:
             f"check `kubectl get --raw /api/v1/nodes/{node}/proxy/configz`",
         )
     return Check("ok", f"kubelet in {node}", verification.describe())
+
+
+def _provider_check(cluster: KindCluster, node: str) -> Check:
+    """The node's image credential provider plugins: names, matchImages, ServiceAccount tokens."""
+    from pytest_kindreg.kubelet import credential_provider_setup
+
+    try:
+        setup = credential_provider_setup(cluster, node)
+    except (KindregError, ValueError) as exc:
+        return Check(
+            "warn",
+            f"credential providers in {node}",
+            f"cannot read them: {first_line(exc)}",
+            f"check `docker exec {node} cat /var/lib/kubelet/kubeadm-flags.env`",
+        )
+    return Check("ok", f"credential providers in {node}", setup.describe())

@@ -19,6 +19,7 @@ import yaml
 
 from pytest_kindreg.cluster import KindCluster, log_progress
 from pytest_kindreg.containerd import CERTS_D, HostsToml, hosts_dir
+from pytest_kindreg.credential_providers import KubeletCredentialProviders
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.errors import ClusterError
 from pytest_kindreg.kind_config import (
@@ -32,7 +33,12 @@ from pytest_kindreg.kind_config import (
     resolve_cluster_name,
 )
 from pytest_kindreg.node_credentials import NodeCredentials
-from pytest_kindreg.node_image import check_node_image
+from pytest_kindreg.node_image import (
+    check_node_image,
+    image_kubernetes_version,
+    kind_default_image,
+    parse_kubernetes_version,
+)
 from pytest_kindreg.parallel import in_parallel
 from pytest_kindreg.reaper import register_run, unregister_run
 from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_PULL_SCOPE, PrivateRegistry, check_auth_options
@@ -152,7 +158,10 @@ class KindRegistryEnvironment:
                 f"a kind cluster named {self.cluster_name!r} already exists and this run did not create it; "
                 "pass --kindreg-reuse-cluster to reuse it, or choose another --kindreg-cluster-name"
             )
+        # Before any registry starts: a strategy the nodes' Kubernetes cannot serve is one error.
+        self._check_kubernetes_versions(cluster, reuse)
         node_credentials = NodeCredentials(self.cluster_dir / "kubelet-config.json")
+        providers = KubeletCredentialProviders(self.cluster_dir / "credential-providers")
         # Each strategy gets its own registry and credentials, so that one strategy's
         # credentials can never make another strategy's test pass.
         for name, strategy in self.strategies.items():
@@ -171,7 +180,12 @@ class KindRegistryEnvironment:
             workdir.mkdir(mode=0o700)
             # In contexts before it starts, so that close() stops it whatever happens next.
             self.contexts[name] = StrategyContext(
-                name, registry, workdir, node_credentials, access_token_ttl=self.access_token_ttl
+                name,
+                registry,
+                workdir,
+                node_credentials,
+                access_token_ttl=self.access_token_ttl,
+                credential_providers=providers,
             )
         # Each registry's image and port first: the cluster's config needs the registries' hosts
         # (node_config keys kubelet's credentials on them), not the running registries.
@@ -181,12 +195,7 @@ class KindRegistryEnvironment:
         self.cluster = cluster
         # Side by side: each registry start waits on its own container and readiness probe, and
         # the cluster is created meanwhile (or, to be reused, checked for health).
-        # Token mode: access tokens come from the started registry's token service, not before.
-        early = [
-            name
-            for name, strategy in self.strategies.items()
-            if strategy.prepares_nodes_early and not self.contexts[name].registry.token_auth
-        ]
+        early = [name for name, strategy in self.strategies.items() if strategy.prepares_nodes_early]
         if reuse:
 
             def adopt_and_prepare() -> None:
@@ -226,6 +235,41 @@ class KindRegistryEnvironment:
         self._prepare_nodes(cluster, node_credentials, [name for name in self.strategies if name not in early])
         if cluster.created:
             cluster.wait_healthy()
+
+    def _node_versions(self, cluster: KindCluster, reuse: bool) -> dict[str, str | None]:
+        """What runs (or will run) each node → its Kubernetes version, None where it cannot be told."""
+        if reuse:
+            return {
+                f"node {node}": (cluster.read_file(node, "/kind/version") or "").strip() or None
+                for node in cluster.nodes()
+            }
+        versions: dict[str, str | None] = {}
+        for node in self._base_config.to_dict()["nodes"]:
+            image = node.get("image") or kind_default_image(cluster.kind_bin)
+            if image is None:
+                versions[f"kind's default node image ({cluster.kind_bin})"] = None
+            elif f"node image {image}" not in versions:
+                versions[f"node image {image}"] = image_kubernetes_version(self._docker, image)
+        return versions
+
+    def _check_kubernetes_versions(self, cluster: KindCluster, reuse: bool) -> None:
+        needs = {name: s for name, s in self.strategies.items() if s.min_kubernetes is not None}
+        if not needs:
+            return
+        versions = self._node_versions(cluster, reuse)
+        for name, strategy in needs.items():
+            assert strategy.min_kubernetes is not None
+            minimum = "{}.{}".format(*strategy.min_kubernetes)
+            for where, version in versions.items():
+                parsed = parse_kubernetes_version(version) if version else None
+                if parsed is not None and parsed[:2] >= strategy.min_kubernetes:
+                    continue
+                runs = f"runs Kubernetes {version}" if version else "runs a Kubernetes version this run cannot tell"
+                raise ClusterError(
+                    f"strategy {name} needs Kubernetes >= {minimum} on every node, but {where} {runs}: "
+                    f"{strategy.min_kubernetes_why}. Use a node image of Kubernetes {minimum} or newer "
+                    f"(--kindreg-node-image), or leave {name} out (--kindreg-exclude-strategy {name})"
+                )
 
     def _prepare_nodes(self, cluster: KindCluster, node_credentials: NodeCredentials, names: list[str]) -> None:
         for ctx in self.contexts.values():
@@ -348,6 +392,7 @@ class KindRegistryEnvironment:
                 "reused": self.cluster.reused,
             },
             "node_credentials": {"host_file": str(node_credentials.host_file), "mounted": node_credentials.mounted},
+            "credential_providers": str(self.cluster_dir / "credential-providers"),
             "registries": {name: ctx.registry.export_state() for name, ctx in self.contexts.items()},
         }
 
@@ -371,10 +416,17 @@ class KindRegistryEnvironment:
         env.cluster = cluster
         node_credentials = NodeCredentials(Path(state["node_credentials"]["host_file"]))
         node_credentials.mounted = state["node_credentials"]["mounted"]
+        providers = KubeletCredentialProviders(Path(state["credential_providers"]))
         for name, registry_state in state["registries"].items():
             registry = PrivateRegistry.attach(registry_state, docker=env._docker)
             env.contexts[name] = StrategyContext(
-                name, registry, env._tmp / name, node_credentials, cluster, access_token_ttl=state["access_token_ttl"]
+                name,
+                registry,
+                env._tmp / name,
+                node_credentials,
+                cluster,
+                access_token_ttl=state["access_token_ttl"],
+                credential_providers=providers,
             )
         return env
 

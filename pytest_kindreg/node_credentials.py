@@ -79,15 +79,19 @@ class NodeCredentials:
                 merged = merge_docker_config(json.loads(current) if current else {}, auths)
                 cluster.write_file(node, KUBELET_CONFIG_JSON, json.dumps(merged, indent=2), mode="0600")
         if restart_kubelet:
-            if self._deferring:
-                self._pending_restart = cluster
-            else:
-                _restart_kubelets(cluster)
+            self.restart_kubelets(cluster)
+
+    def restart_kubelets(self, cluster: DockerNodes) -> None:
+        """Restart kubelet on every node, or once at the end of :meth:`restarts_deferred`."""
+        if self._deferring:
+            self._pending_restart = cluster
+        else:
+            _restart_kubelets(cluster)
 
     @contextlib.contextmanager
     def restarts_deferred(self) -> Iterator[None]:
-        """Within the block, the kubelet restarts that :meth:`apply` asks for become one restart
-        per node at the end (only if the block completes)."""
+        """Within the block, the kubelet restarts that :meth:`apply` and :meth:`restart_kubelets`
+        ask for become one restart per node at the end (only if the block completes)."""
         self._deferring = True
         try:
             yield

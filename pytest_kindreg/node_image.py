@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
+from pathlib import Path
 from typing import Any
 
 from docker.errors import ImageNotFound, NotFound
@@ -93,3 +95,34 @@ def check_node_image(docker: Any, image: str | None) -> None:
     problem = node_image_problem(docker, image)
     if problem:
         raise NodeImageError(problem)
+
+
+_KIND_DEFAULT_IMAGE = re.compile(rb"kindest/node:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}")
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
+def kind_default_image(kind_bin: str) -> str | None:
+    """The node image a kind binary uses when none is given: a constant compiled into it
+    (``pkg/apis/config/defaults``), read from the binary itself."""
+    try:
+        found = set(_KIND_DEFAULT_IMAGE.findall(Path(kind_bin).read_bytes()))
+    except OSError:
+        return None
+    return found.pop().decode() if len(found) == 1 else None
+
+
+def parse_kubernetes_version(text: str) -> tuple[int, int, int] | None:
+    match = _VERSION.search(text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def image_kubernetes_version(docker: Any, image: str) -> str | None:
+    """The Kubernetes version of a node image: its ``/kind/version`` if the image is local, else
+    its tag when that is a version (``kindest/node:v1.34.0@sha256:…``); None if neither tells."""
+    try:
+        docker.images.get(image)
+    except ImageNotFound:
+        tag = image.split("@", 1)[0].rpartition(":")[2]
+        return tag if parse_kubernetes_version(tag) and tag.startswith("v") else None
+    text = read_image_file(docker, image, "/kind/version")
+    return text.strip() if text and parse_kubernetes_version(text) else None

@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "kind_cluster or kube_client without kind_private_registry, it names the strategies the test needs",
     )
     settings = Settings.from_config(config)
-    for names in (settings.strategies_selected, settings.default_strategies):
+    for names in (settings.strategies_selected, settings.strategies_excluded, settings.default_strategies):
         try:
             validate_strategy_names(list(names))
         except UnknownStrategyError as exc:
@@ -124,14 +124,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if strategy and settings.strategies_selected and strategy not in settings.strategies_selected:
             deselected.append(item)
             continue
-        selected.append(item)
+        uses: tuple[str, ...] = ()
         if strategy:
-            config.stash[needed_key].add(strategy)
+            uses = (strategy,)
         elif ENVIRONMENT_FIXTURES & set(getattr(item, "fixturenames", ())):
             # Without kind_private_registry the marker is not a parametrization: it names the
             # strategies whose registries the test uses through the environment.
-            definition = getattr(item, "definition", item)
-            config.stash[needed_key].update(_strategies_for(definition, settings))
+            uses = _strategies_for(getattr(item, "definition", item), settings)
+        if set(uses) & set(settings.strategies_excluded):
+            deselected.append(item)
+            continue
+        selected.append(item)
+        config.stash[needed_key].update(uses)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

@@ -247,12 +247,14 @@ class PrivateRegistry:
         If ``network`` exists now, the container is created on it (no :meth:`connect` needed).
 
         If another process takes that port meanwhile, start() publishes on another one and
-        :attr:`host` changes: read it again once started.
+        :attr:`host` changes: read it again once started. In token mode the signing key exists
+        from here on, so access tokens can be issued (e.g. into nodes) while the registry starts.
         """
         with self._lock:
             if self._docker is None:
                 self._docker = docker_client()
             self._ensure_image()
+            self._ensure_workdir()
             if self._port is None:
                 self._reserved_port = self.requested_port or _free_port()
             if network is not None:
@@ -352,7 +354,8 @@ class PrivateRegistry:
         if self._docker is None:
             self._docker = docker_client()
         self._ensure_image()
-        self._workdir = make_temp_dir(self.identity, self.name)
+        self._ensure_workdir()
+        assert self._workdir is not None
         env = {
             "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
             # Locations relative to the request, so pushes through the mTLS tunnel stay on it.
@@ -363,7 +366,7 @@ class PrivateRegistry:
         if self._identities is not None:
             self._write_identities(self._identities)
         if self.token_auth:
-            realm = self._start_token_service()
+            realm = self._spawn_token_service()
             bundle = self.workdir / "token" / "bundle.pem"
             env |= {
                 "REGISTRY_AUTH": "token",
@@ -393,6 +396,8 @@ class PrivateRegistry:
                 env["REGISTRY_HTTP_TLS_CLIENTCAS"] = "[/certs/ca.crt]"
             volumes[str(self._workdir / "certs")] = {"bind": "/certs", "mode": "ro"}
         self._run_container(env, volumes)
+        if self._token_service is not None:
+            self._token_service.wait_ready()
         self._open_tunnel()
         self.wait_ready()
         log.info("registry %s ready at %s", self.name, self.host)
@@ -436,39 +441,30 @@ class PrivateRegistry:
             return realm
         return realm.replace(f"//{self._token_realm_host}:", f"//{service.host}:", 1)
 
-    def _start_token_service(self) -> str:
-        signer_dir = self.workdir / "token"
-        TokenSigner.create().write(signer_dir)
-        self._write_token_config()
-        host = self._token_listen_address()
+    def _ensure_workdir(self) -> None:
+        """The registry's files (0700), and in token mode its token signing key."""
+        if self._workdir is None:
+            self._workdir = make_temp_dir(self.identity, self.name)
+        if self.token_auth and not TokenSigner.bundle_path(self._workdir / "token").exists():
+            TokenSigner.create().write(self._workdir / "token")
+
+    def _spawn_token_service(self) -> str:
+        """Start the token service beside the registry container (it is ready a fraction of a second
+        later); its realm URL is known at once. :meth:`_start` waits for it before the probe."""
         from pytest_kindreg.docker_engine import process_start_time
 
-        last: RegistryError | None = None
-        for _attempt in range(3):  # a port picked free may be taken before the service binds it
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind((host, 0))
-                except OSError as exc:
-                    raise RegistryError(
-                        f"the token service cannot listen on {host}: {exc.strerror or exc}; on Docker Desktop or "
-                        "colima pass token_listen='127.0.0.1' and token_realm_host='host.docker.internal' "
-                        "(--kindreg-token-listen / --kindreg-token-realm-host)"
-                    ) from None
-                port = int(sock.getsockname()[1])
-            try:
-                self._token_service = TokenServiceProcess.start(
-                    signer_dir / "config.json",
-                    host,
-                    port,
-                    self.identity.pid,
-                    process_start_time(self.identity.pid),
-                )
-                break
-            except RegistryError as exc:
-                last = exc
-        else:
-            assert last is not None
-            raise last
+        self._write_token_config()
+        host = self._token_listen_address()
+        try:
+            self._token_service = TokenServiceProcess.spawn(
+                self.workdir / "token" / "config.json", host, self.identity.pid, process_start_time(self.identity.pid)
+            )
+        except OSError as exc:
+            raise RegistryError(
+                f"the token service cannot listen on {host}: {exc.strerror or exc}; on Docker Desktop or colima "
+                "pass token_listen='127.0.0.1' and token_realm_host='host.docker.internal' "
+                "(--kindreg-token-listen / --kindreg-token-realm-host)"
+            ) from None
         realm = self.realm
         assert realm is not None
         return realm
@@ -657,6 +653,8 @@ class PrivateRegistry:
         registry wrote."""
         with self._lock:
             self._release_local()
+            if self._token_service is not None:
+                self._token_service.terminate()  # it ends while the container is removed
             if self._container is not None:
                 with contextlib.suppress(NotFound):
                     self._container.remove(force=True, v=True)

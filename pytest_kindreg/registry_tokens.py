@@ -188,8 +188,14 @@ def service_account_key_document(project: str, name: str) -> str:
 
 
 def key_digest(document: str) -> str:
-    """What the token service keeps of a key document: the SHA-256 of all of it."""
-    return hashlib.sha256(document.encode()).hexdigest()
+    """What the token service keeps of a key document: the SHA-256 of all of its content, as
+    canonical JSON, so that layout (a shell's ``$(cat key.json)`` drops the last newline) does not
+    count and every other character does. Not JSON: a digest nothing issued has."""
+    try:
+        canonical = json.dumps(json.loads(document), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = "not json:" + document
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def key_account(document: str) -> str:

@@ -61,6 +61,20 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="run only the tests of this strategy (repeatable); the others are deselected",
     )
+    group.addoption(
+        "--kindreg-exclude-strategy",
+        dest="kindreg_exclude_strategy",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="deselect the tests of this strategy (repeatable), e.g. workload_identity on clusters older than 1.34",
+    )
+    parser.addini(
+        "kindreg_exclude_strategies",
+        "strategies whose tests are deselected",
+        type="linelist",
+        default=[],
+    )
     parser.addini(
         "kindreg_default_strategies",
         "strategies for tests without a kindreg_strategy marker",
@@ -148,6 +162,7 @@ class Settings:
     strict: bool = False
     required: frozenset[str] = frozenset()
     strategies_selected: tuple[str, ...] = ()
+    strategies_excluded: tuple[str, ...] = ()
     default_strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     registry_image: str = DEFAULT_IMAGE
     registry_auth: str = "htpasswd"
@@ -214,6 +229,10 @@ class Settings:
             strict=bool(get("kindreg_strict")),
             required=frozenset(required),
             strategies_selected=tuple(config.getoption("kindreg_strategy", default=None) or ()),
+            strategies_excluded=tuple(
+                config.getoption("kindreg_exclude_strategy", default=None)
+                or config.getini("kindreg_exclude_strategies")
+            ),
             default_strategies=tuple(config.getini("kindreg_default_strategies")) or DEFAULT_STRATEGIES,
             registry_image=str(get("kindreg_registry_image")),
             **_registry_auth(config, get),

@@ -30,6 +30,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -264,23 +265,38 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], authority: TokenAuthority) -> None:
+    def __init__(self, sock: socket.socket, authority: TokenAuthority) -> None:
         self.authority = authority
-        super().__init__(address, _Handler)
+        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock  # already bound and listening: its port was known before we started
+
+
+def listening_socket(host: str) -> socket.socket:
+    """A TCP socket listening on ``host`` at a port of the kernel's choosing (never 0.0.0.0 unless
+    asked): its port is the realm's before any server runs, and nobody can take it meanwhile."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, 0))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class TokenService:
-    """The realm's HTTP server, in this process (``start``/``close``); used by the child process."""
+    """The realm's HTTP server on a listening socket, in this process (``start``/``close``)."""
 
-    def __init__(self, config_path: Path, host: str, port: int) -> None:
+    def __init__(self, config_path: Path, sock: socket.socket) -> None:
         self.authority = TokenAuthority(config_path)
         self.authority.config()  # a bad config fails here, not on the first client
-        self._server = _Server((host, port), self.authority)
+        self._server = _Server(sock, self.authority)
         self._thread: threading.Thread | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]
         return str(host), int(port)
 
     def start(self) -> TokenService:
@@ -302,12 +318,14 @@ def _owner_alive(pid: int, start_time: str) -> bool:
 
 
 def serve(argv: Sequence[str]) -> int:
-    """``python -m pytest_kindreg.token_service CONFIG HOST PORT OWNER_PID OWNER_START``."""
-    config, host, port, owner, owner_start = argv
+    """``python -m pytest_kindreg.token_service CONFIG SOCKET_FD OWNER_PID OWNER_START``: serve on the
+    inherited listening socket until SIGTERM, or until the owner (the run) is gone."""
+    config, fd, owner, owner_start = argv
+    sock = socket.socket(fileno=int(fd))
     try:
-        service = TokenService(Path(config), host, int(port)).start()
-    except OSError as exc:
-        print(f"token service: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        service = TokenService(Path(config), sock).start()
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"token service: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -323,7 +341,8 @@ def serve(argv: Sequence[str]) -> int:
 class TokenServiceProcess:
     """The token service in a child process: started, found ready, stopped (only by its owner).
 
-    Its log (bind errors, tracebacks) goes to ``log_path``, never to a pipe nobody reads.
+    Its log (start-up errors, tracebacks, request lines) goes to ``log_path``, never to a pipe
+    nobody reads.
     """
 
     def __init__(self, pid: int, start_time: str, host: str, port: int, log_path: Path) -> None:
@@ -338,40 +357,45 @@ class TokenServiceProcess:
         return f"<TokenServiceProcess pid={self.pid} {self.host}:{self.port}>"
 
     @classmethod
-    def start(
-        cls, config_path: Path, host: str, port: int, owner_pid: int, owner_start: str, timeout: float = 15.0
-    ) -> TokenServiceProcess:
+    def spawn(cls, config_path: Path, host: str, owner_pid: int, owner_start: str) -> TokenServiceProcess:
+        """Start the service on ``host`` (a port of the kernel's choosing); :meth:`wait_ready` next.
+        Its address is known at once: the caller may configure its clients meanwhile."""
         from pytest_kindreg.docker_engine import process_start_time
-        from pytest_kindreg.errors import RegistryError
 
         log_path = config_path.with_name("token-service.log")
-        with open(log_path, "a") as log_file:
+        with listening_socket(host) as sock, open(log_path, "a") as log_file:
+            port = int(sock.getsockname()[1])
             popen = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "pytest_kindreg.token_service"),
-                    *(str(config_path), host, str(port), str(owner_pid), owner_start),
+                    *(str(config_path), str(sock.fileno()), str(owner_pid), owner_start),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 text=True,
+                pass_fds=(sock.fileno(),),
                 start_new_session=True,  # not killed by a Ctrl-C meant for the run: its teardown stops it
-            )
-        assert popen.stdout is not None
-        ready, _, _ = select.select([popen.stdout], [], [], timeout)
-        line = popen.stdout.readline() if ready else ""
-        popen.stdout.close()
-        if line.strip() != "ready":
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-            popen.wait(10)
-            problem = log_path.read_text().strip().splitlines()[-1:] or [f"no answer within {timeout:.0f}s"]
-            raise RegistryError(
-                f"the token service did not start on {host}:{port} (exit status {popen.returncode}): {problem[0]}"
             )
         process = cls(popen.pid, process_start_time(popen.pid), host, port, log_path)
         process._popen = popen
         return process
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        from pytest_kindreg.errors import RegistryError
+
+        popen = self._popen
+        assert popen is not None and popen.stdout is not None
+        ready, _, _ = select.select([popen.stdout], [], [], timeout)
+        line = popen.stdout.readline() if ready else ""
+        popen.stdout.close()
+        if line.strip() != "ready":
+            self.stop()
+            problem = self.log_path.read_text().strip().splitlines()[-1:] or [f"no answer within {timeout:.0f}s"]
+            raise RegistryError(
+                f"the token service did not start on {self.host}:{self.port} (exit status {popen.returncode}): "
+                f"{problem[0]}"
+            )
 
     def alive(self) -> bool:
         from pytest_kindreg.docker_engine import process_alive
@@ -380,22 +404,27 @@ class TokenServiceProcess:
             return self._popen.poll() is None
         return process_alive(self.pid, self.start_time)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM), without waiting: :meth:`stop` waits."""
         from pytest_kindreg.docker_engine import process_alive
 
         if self._popen is not None:
-            self._popen.terminate()
+            if self._popen.poll() is None:
+                self._popen.terminate()
+        elif process_alive(self.pid, self.start_time):
+            # Started by another process of the run (xdist): signalled by pid, only if it is still that process.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.terminate()
+        if self._popen is not None:
             try:
                 self._popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait(timeout)
             self._popen = None
-            return
-        # Started by another process of the run (xdist): signalled by pid, only if it is still that process.
-        if process_alive(self.pid, self.start_time):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGTERM)
 
 
 if __name__ == "__main__":

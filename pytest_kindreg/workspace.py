@@ -4,6 +4,7 @@ the strategy in effect, its registry, the cluster, a client, and a namespace of 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
@@ -27,6 +28,7 @@ from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyConte
 
 if TYPE_CHECKING:
     from pytest_kindreg.cluster import KindCluster
+    from pytest_kindreg.credentials import Credentials
     from pytest_kindreg.registry import PrivateRegistry
 
 
@@ -223,6 +225,7 @@ class KindPrivateRegistry:
             spec=client.V1PodSpec(
                 containers=[container],
                 image_pull_secrets=[client.V1LocalObjectReference(name=n) for n in patch.image_pull_secrets] or None,
+                service_account_name=patch.service_account,
                 restart_policy="Never",
                 termination_grace_period_seconds=0,
                 node_name=node_name,
@@ -290,21 +293,51 @@ class KindPrivateRegistry:
                         elsewhere.setdefault(secret.metadata.name, []).append(secret.metadata.namespace)
         if events is None:
             events = self.events(pod.metadata.name)
-        return diagnose_pull_failure(pod, secrets_here, events, elsewhere, self._cached_images(pod))
+        cached = self._cached_images(pod)
+        return diagnose_pull_failure(
+            pod,
+            secrets_here,
+            events,
+            elsewhere,
+            cached,
+            reverifying_node=self._reverifying_node(pod) if cached else None,
+            kubelet_log=self._kubelet_log(pod),
+        )
 
     def _cached_images(self, pod: Any) -> list[str]:
-        """The pod's images that are already on its node: kubelet refusing one is KEP-2535's doing."""
+        """The pod's images (init containers' too) that are already on its node."""
         node = pod.spec.node_name
         if not node:
             return []
         cached = []
-        for container in pod.spec.containers or []:
+        for container in [*(pod.spec.init_containers or []), *(pod.spec.containers or [])]:
             try:
                 self.cluster.exec(node, ["crictl", "inspecti", "-q", container.image])
             except KindregError:
                 continue  # not on the node (or the node is gone): nothing to add
             cached.append(container.image)
         return cached
+
+    def _reverifying_node(self, pod: Any) -> bool | None:
+        """Whether the pod's node re-verifies credentials of cached images, read from its kubelet's
+        live configuration (KEP-2535); None when it cannot be read."""
+        from pytest_kindreg.kubelet import credential_verification
+
+        try:
+            return credential_verification(self.api_client, pod.spec.node_name).verifies_pulled_images
+        except Exception:
+            return None
+
+    def _kubelet_log(self, pod: Any, lines: int = 400) -> list[str]:
+        """The node's recent kubelet journal lines about the pod's images (credential providers)."""
+        node = pod.spec.node_name
+        if not node:
+            return []
+        repositories = {
+            split_reference(c.image)[0] for c in [*(pod.spec.init_containers or []), *(pod.spec.containers or [])]
+        }
+        journal = self.cluster.journal_tail(node, unit="kubelet", lines=lines)
+        return [line for line in journal.splitlines() if any(repo in line for repo in repositories)]
 
     def run_pod(
         self,
@@ -316,12 +349,15 @@ class KindPrivateRegistry:
         patch: PodPatch | None = None,
         node_name: str | None = None,
         node_selector: Mapping[str, str] | None = None,
+        service_account: str | None = None,
     ) -> Any:
         """Create a pod with the strategy applied and wait until it is Running (or already Succeeded).
+        ``service_account`` runs it as that ServiceAccount (workload_identity: a granted one pulls).
 
         On failure raises :class:`PodStartError` with the pod's events (e.g. ``ErrImagePull ...
         401 Unauthorized``) and the likely causes.
         """
+        patch = self._with_service_account(patch, service_account)
         pod, failure = self._start_pod(image, name, command, timeout, patch, node_name, node_selector)
         if failure is None:
             return pod
@@ -400,12 +436,14 @@ class KindPrivateRegistry:
         pattern: re.Pattern[str] | None = None,
         node_name: str | None = None,
         node_selector: Mapping[str, str] | None = None,
+        service_account: str | None = None,
     ) -> PullRefusal:
         """Create a pod that must NOT be able to pull ``image``; returns the refusal the node saw.
 
         Fails if the pod runs, or if the pull failed for a reason other than credentials.
         """
         pattern = pattern or self.strategy.refusal
+        patch = self._with_service_account(patch, service_account)
         pod, failure = self._start_pod(image, None, None, timeout, patch, node_name, node_selector)
         if failure is None:
             raise AssertionError(
@@ -433,6 +471,22 @@ class KindPrivateRegistry:
         fresh = self.registry.push(local_image, repository=repository, tag=f"neg-{secrets.token_hex(4)}")
         reference, patch = self.strategy.negative_control(self.context, fresh)
         return self.expect_pull_refused(reference, patch=patch, node_name=node_name, node_selector=node_selector)
+
+    def _with_service_account(self, patch: PodPatch | None, service_account: str | None) -> PodPatch | None:
+        if service_account is None:
+            return patch
+        return dataclasses.replace(self.pod_patch if patch is None else patch, service_account=service_account)
+
+    def grant_service_account(self, name: str) -> Credentials:
+        """workload_identity only: give ServiceAccount ``name`` of this namespace (created if missing,
+        annotated in place if it exists) a registry identity of its own; its pods then pull."""
+        grant = getattr(self.strategy, "grant", None)
+        if grant is None:
+            raise KindregError(
+                f"strategy {self.strategy.name} does not bind pulls to ServiceAccounts (only workload_identity)"
+            )
+        credentials: Credentials = grant(self.context, self.core, self.namespace, name)
+        return credentials
 
     def rotate_credentials(self) -> Any:
         """access_token only: fetch a fresh token, write it to the nodes, restart kubelet."""

@@ -1,4 +1,5 @@
-"""The five strategies of kind's "Private Registries" guide, picked by name."""
+"""The strategies, picked by name: the five of kind's "Private Registries" guide, and kubelet's
+credential provider plugins with and without the pod's ServiceAccount token."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pytest_kindreg.errors import UnknownStrategyError
 from pytest_kindreg.strategies.access_token import AccessTokenStrategy
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, Strategy, StrategyContext
 from pytest_kindreg.strategies.certificate import CertificateStrategy
+from pytest_kindreg.strategies.credential_provider import CredentialProviderStrategy
 from pytest_kindreg.strategies.node_config import NodeConfigStrategy
 from pytest_kindreg.strategies.pull_secret import PullSecretStrategy
 from pytest_kindreg.strategies.side_load import SideLoadStrategy
+from pytest_kindreg.strategies.workload_identity import WorkloadIdentityStrategy
 
 STRATEGIES: dict[str, type[BaseStrategy]] = {
     cls.name: cls
@@ -18,6 +21,8 @@ STRATEGIES: dict[str, type[BaseStrategy]] = {
         NodeConfigStrategy,
         AccessTokenStrategy,
         CertificateStrategy,
+        CredentialProviderStrategy,
+        WorkloadIdentityStrategy,
     )
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
@@ -43,12 +48,14 @@ __all__ = [
     "AccessTokenStrategy",
     "BaseStrategy",
     "CertificateStrategy",
+    "CredentialProviderStrategy",
     "NodeConfigStrategy",
     "PodPatch",
     "PullSecretStrategy",
     "SideLoadStrategy",
     "Strategy",
     "StrategyContext",
+    "WorkloadIdentityStrategy",
     "create_strategy",
     "validate_strategy_names",
 ]

@@ -11,6 +11,7 @@ from pytest_kindreg.kind_config import ClusterContribution
 
 if TYPE_CHECKING:
     from pytest_kindreg.cluster import KindCluster
+    from pytest_kindreg.credential_providers import KubeletCredentialProviders
     from pytest_kindreg.node_credentials import NodeCredentials
     from pytest_kindreg.registry import PrivateRegistry
 
@@ -32,6 +33,7 @@ class StrategyContext:
     node_credentials: NodeCredentials
     cluster: KindCluster | None = None
     access_token_ttl: float = 3600.0  # token mode: how long access tokens issued for the cluster live
+    credential_providers: KubeletCredentialProviders | None = None  # shared by the provider strategies
 
     @property
     def image_host(self) -> str:
@@ -43,6 +45,11 @@ class StrategyContext:
         """A second image host for the same registry that no credential is keyed on."""
         return f"{self.registry.name}-anonymous:5000"
 
+    def require_providers(self) -> KubeletCredentialProviders:
+        if self.credential_providers is None:
+            raise RuntimeError(f"strategy {self.name} needs the nodes' credential provider directory, which is not set")
+        return self.credential_providers
+
     def require_cluster(self) -> KindCluster:
         if self.cluster is None:
             raise RuntimeError(f"strategy {self.name} needs the cluster, which is not created yet")
@@ -51,10 +58,11 @@ class StrategyContext:
 
 @dataclass(frozen=True)
 class PodPatch:
-    """What a pod spec needs for a strategy: pull secrets, a pull policy."""
+    """What a pod spec needs for a strategy: pull secrets, a pull policy, a ServiceAccount."""
 
     image_pull_secrets: tuple[str, ...] = ()
     image_pull_policy: str | None = None
+    service_account: str | None = None
 
 
 class Strategy(Protocol):
@@ -102,6 +110,9 @@ class BaseStrategy:
     # True when prepare_nodes needs only the registry's host and credentials, not the running
     # registry or its TLS files: on a reused cluster it then runs while the registries start.
     prepares_nodes_early: ClassVar[bool] = False
+    # The oldest Kubernetes (major, minor) every node must run, and why; checked before anything starts.
+    min_kubernetes: ClassVar[tuple[int, int] | None] = None
+    min_kubernetes_why: ClassVar[str] = ""
 
     def cluster_contribution(self, ctx: StrategyContext) -> ClusterContribution:
         return ClusterContribution(source=self.name)

@@ -6,23 +6,28 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from pytest_kindreg.credentials import docker_config
+from pytest_kindreg.credentials import Credentials, docker_config
 from pytest_kindreg.strategies.base import BaseStrategy, PodPatch, StrategyContext
 
 SECRET_NAME = "kindreg-pull-secret"  # noqa: S105 - a name, not a password
 
 
-def pull_secret_manifest(name: str, namespace: str, server: str, ctx: StrategyContext) -> Any:
+def pull_secret_manifest(
+    name: str, namespace: str, server: str, ctx: StrategyContext, credentials: Credentials | None = None
+) -> Any:
+    """A dockerconfigjson Secret for ``server`` with the cluster's credentials (or the given ones,
+    e.g. an access token a refresher renews)."""
     from kubernetes import client
 
-    assert ctx.registry.credentials is not None
+    credentials = credentials or ctx.registry.credentials
+    assert credentials is not None
     return client.V1Secret(
         metadata=client.V1ObjectMeta(
             name=name, namespace=namespace, labels={"app.kubernetes.io/managed-by": "kindreg"}
         ),
         type="kubernetes.io/dockerconfigjson",
         # Keyed on the image host exactly as pods write it, without scheme (seed 002 §6).
-        string_data={".dockerconfigjson": json.dumps(docker_config({server: ctx.registry.credentials}))},
+        string_data={".dockerconfigjson": json.dumps(docker_config({server: credentials}))},
     )
 
 

@@ -75,7 +75,7 @@ def test_mark(kind_cluster):
         core.create_namespaced_config_map("default", client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="first-run", labels={{"kindreg-e2e": "mark"}})))
 
-@pytest.mark.kindreg_strategy("pull_secret", "node_config", "access_token")
+@pytest.mark.kindreg_strategy("pull_secret", "node_config", "access_token", "credential_provider")
 def test_pull(kind_private_registry, kindreg_test_image):
     assert kind_private_registry.run_pod(kind_private_registry.push(kindreg_test_image)).status.phase == "Running"
 """
@@ -102,16 +102,17 @@ def test_keep_then_reuse_the_cluster(
 
     pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=False))
     first = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-keep-cluster")
-    first.assert_outcomes(passed=4)
+    first.assert_outcomes(passed=5)
     assert name in _clusters(kind), "--kindreg-keep-cluster removed the cluster"
 
     pytester.makepyfile(test_keep=KEEP_THEN_REUSE.format(reuse=True))
     starts = _kubelet_starts(name)
     started = time.monotonic()
     second = pytester.runpytest_subprocess(*kind_options, f"--kindreg-cluster-name={name}", "--kindreg-reuse-cluster")
-    second.assert_outcomes(passed=4)
-    # node_config (new credentials on a reused cluster) and access_token both ask for a kubelet
-    # restart at start-up: the environment makes that one restart.
+    second.assert_outcomes(passed=5)
+    # node_config (new credentials on a reused cluster), access_token and credential_provider (its
+    # provider config names this run's registry) each ask for a kubelet restart at start-up: the
+    # environment makes that one restart.
     assert _kubelet_starts(name) - starts == 1
     assert name in _clusters(kind), "--kindreg-reuse-cluster implies keeping the cluster"
     second.stdout.fnmatch_lines(["*reus*"])
@@ -124,7 +125,7 @@ def test_keep_then_reuse_the_cluster(
     third = pytester.runpytest_subprocess(
         *kind_options, f"--kindreg-cluster-name={name}", "--kindreg-reuse-cluster", "--kindreg-kind-config=kind.yaml"
     )
-    third.assert_outcomes(errors=4)
+    third.assert_outcomes(errors=5)
     third.stdout.fnmatch_lines(
         [
             f"*cluster '{name}' exists but was not created with the configuration this run needs*"
@@ -253,7 +254,7 @@ def test_sigint_during_cluster_creation_leaves_nothing(
     assert {n.name for n in kindreg_docker.networks.list()} <= networks_before | {"kind"}, output
 
 
-def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster) -> None:
+def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster, kindreg_environment: Any) -> None:
     node = kind_cluster.nodes()[0]
     major, minor, _patch = kind_cluster.containerd_version(node)
     doctor = [sys.executable, "-m", "pytest_kindreg", "doctor"]
@@ -275,3 +276,13 @@ def test_doctor_reads_containerd_of_the_cluster(kind_cluster: KindCluster) -> No
         expected = credential_verification(kind_cluster.api_client(), name)
         assert f"[  ok] kubelet in {name}: {expected.describe()}" in result.stdout, result.stdout
         assert expected.kubelet_version in expected.describe()
+        # ...and its image credential provider plugins, with the gate for ServiceAccount tokens.
+        providers = next(line for line in result.stdout.splitlines() if f"credential providers in {name}:" in line)
+        provider_ctx = kindreg_environment.contexts.get("credential_provider")
+        if provider_ctx is not None:
+            assert f"kindreg-credential-provider (matchImages {provider_ctx.image_host})" in providers, providers
+        else:
+            assert "no image credential provider configured" in providers, providers
+        minor = int(expected.kubelet_version.split(".")[1])
+        gate = "on" if minor >= 34 else "unknown"  # before 1.34 kubelet has no such gate to report
+        assert f"ServiceAccount tokens for providers {gate}" in providers, providers

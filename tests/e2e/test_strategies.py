@@ -19,7 +19,7 @@ from pytest_kindreg.workspace import KindPrivateRegistry
 
 pytestmark = pytest.mark.e2e
 
-ALL = ("pull_secret", "side_load", "node_config", "access_token", "certificate")
+ALL = ("pull_secret", "side_load", "node_config", "access_token", "certificate", "credential_provider")
 
 
 @pytest.mark.kindreg_strategy(*ALL)

@@ -221,8 +221,57 @@ def test_report_header(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest("--kindreg-require", "docker", "--kindreg-node-image", "kindest/node:v1.33.1")
     result.stdout.fnmatch_lines(
-        ["kindreg: registry image registry:2, node image kindest/node:v1.33.1*required: docker"]
+        ["kindreg: registry image registry:2 (htpasswd auth), node image kindest/node:v1.33.1*required: docker"]
     )
+
+
+def test_report_header_in_token_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--kindreg-registry-auth", "token", "--kindreg-pull-scope", "team/*")
+    result.stdout.fnmatch_lines(["kindreg: registry image registry:2 (token auth, pull scope team/*), *"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--kindreg-registry-auth", "oauth"],
+            "'oauth' is not a valid registry auth mode. Valid modes: htpasswd, token",
+        ),
+        (["--kindreg-pull-scope", "team/*"], "the pull scope ['team/*'] needs token auth"),
+        (
+            ["--kindreg-access-token-ttl", "soon"],
+            "--kindreg-access-token-ttl takes a number of seconds > 0, not 'soon'",
+        ),
+        (["--kindreg-access-token-ttl", "0"], "--kindreg-access-token-ttl takes a number of seconds > 0, not '0'"),
+        (["--kindreg-exclude-strategy", "workload_idenity"], "'workload_idenity' is not a valid kindreg strategy"),
+    ],
+    ids=["auth-mode", "scope-without-token", "ttl-text", "ttl-zero", "exclude-typo"],
+)
+def test_token_and_strategy_options_are_checked_up_front(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_excluded_strategies_are_deselected_not_skipped(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.kindreg_strategy("pull_secret", "workload_identity")
+        def test_x(kind_private_registry):
+            pass
+        """
+    )
+    # Collection only: which cases run is decided before any cluster exists.
+    result = pytester.runpytest("--kindreg-exclude-strategy", "workload_identity", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_x[[]pull_secret[]]", "*1/2 tests collected (1 deselected)*"])
+    assert "workload_identity]" not in result.stdout.str()
 
 
 @pytest.mark.docker

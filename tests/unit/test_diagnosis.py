@@ -14,11 +14,13 @@ import pytest
 from kubernetes import client
 
 from pytest_kindreg.diagnosis import (
+    KUBELET_LOG_RULES,
     diagnose_pull_failure,
     failed_pulls,
     format_event,
     image_host,
     pull_failure_reason,
+    pull_policy,
     secret_cache_missed,
     summarize_pod,
 )
@@ -507,7 +509,7 @@ def test_pull_failure_reason_none_while_starting_or_running(statuses: list[Any] 
 def test_refused_pull_of_an_image_on_the_node_is_kubelet_reverifying() -> None:
     # A pod without a pull secret asks for an image kubelet pulled for another pod with one.
     pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
-    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=[IMAGE])
+    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=[IMAGE], reverifying_node=True)
     assert "already on the node" in causes[0]
     assert "KEP-2535" in causes[0] and "KubeletEnsureSecretPulledImages" in causes[0]
     assert f"pull secret keyed on {HOST}" in causes[0]
@@ -516,7 +518,9 @@ def test_refused_pull_of_an_image_on_the_node_is_kubelet_reverifying() -> None:
 
 def test_refused_pull_of_an_image_not_on_the_node_is_not_blamed_on_kep2535() -> None:
     pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
-    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=["127.0.0.1:5001/other:1"])
+    causes = diagnose_pull_failure(
+        pod, [], pull_failed(NO_BASIC_AUTH), cached_images=["127.0.0.1:5001/other:1"], reverifying_node=True
+    )
     assert not any("KEP-2535" in c for c in causes)
     assert "no credentials reached the registry" in causes[0]
 
@@ -524,7 +528,9 @@ def test_refused_pull_of_an_image_not_on_the_node_is_not_blamed_on_kep2535() -> 
 def test_never_pull_of_an_image_that_is_on_the_node() -> None:
     message = f'Container image "{IMAGE}" is not present with pull policy of Never'
     pod = make_pod(pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message)])
-    causes = diagnose_pull_failure(pod, [], [event("ErrImageNeverPull", message)], cached_images=[IMAGE])
+    causes = diagnose_pull_failure(
+        pod, [], [event("ErrImageNeverPull", message)], cached_images=[IMAGE], reverifying_node=True
+    )
     assert causes[0].startswith(f"image '{IMAGE}' IS on the node")
     assert "KEP-2535" in causes[0]
     assert not any("not present on the node" in c for c in causes)
@@ -541,8 +547,154 @@ def test_never_pull_of_an_image_that_is_on_the_node() -> None:
 def test_cached_images_match_as_containerd_names_them(pod_image: str, node_name: str) -> None:
     message = f'Container image "{pod_image}" is not present with pull policy of Never'
     pod = make_pod(image=pod_image, pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message, image=pod_image)])
-    causes = diagnose_pull_failure(pod, [], [event("ErrImageNeverPull", message)], cached_images=[node_name])
+    pod.spec.containers[0].image_pull_policy = "Never"  # as the API server returns it
+    causes = diagnose_pull_failure(
+        pod, [], [event("ErrImageNeverPull", message)], cached_images=[node_name], reverifying_node=True
+    )
     assert "IS on the node" in causes[0]
+
+
+def test_always_pulls_anyway_so_a_refusal_is_not_reverification() -> None:
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
+    pod.spec.containers[0].image_pull_policy = "Always"
+    causes = diagnose_pull_failure(pod, [], pull_failed(NO_BASIC_AUTH), cached_images=[IMAGE], reverifying_node=True)
+    assert not any("KEP-2535" in c for c in causes)
+    assert "no credentials reached the registry" in causes[0]
+
+
+def test_a_node_that_does_not_reverify_is_not_blamed() -> None:
+    # A 1.32 kubelet (gate off: no imagePullCredentialsVerificationPolicy in /configz), or an unknown one.
+    pod = failing_pod(CRI_PREFIX + NO_BASIC_AUTH, pull_secrets=())
+    for node in (False, None):
+        causes = diagnose_pull_failure(
+            pod, [], pull_failed(NO_BASIC_AUTH), cached_images=[IMAGE], reverifying_node=node
+        )
+        assert not any("KEP-2535" in c for c in causes)
+    message = f'Container image "{IMAGE}" is not present with pull policy of Never'
+    never = make_pod(pull_secrets=(), statuses=[waiting("ErrImageNeverPull", message)])
+    causes = diagnose_pull_failure(
+        never, [], [event("ErrImageNeverPull", message)], cached_images=[IMAGE], reverifying_node=False
+    )
+    assert "does not re-verify" in causes[0] and "KEP-2535" not in joined(causes)
+
+
+def test_init_container_images_count() -> None:
+    init_image = "127.0.0.1:5001/init:2"
+    pod = make_pod(pull_secrets=())
+    pod.spec.init_containers = [client.V1Container(name="init", image=init_image, image_pull_policy="IfNotPresent")]
+    pod.status.init_container_statuses = [
+        waiting("ErrImagePull", CRI_PREFIX + NO_BASIC_AUTH, image=init_image, name="init")
+    ]
+    causes = diagnose_pull_failure(pod, [], [], cached_images=[init_image], reverifying_node=True)
+    assert f"image '{init_image}' is already on the node" in causes[0]
+    assert "KEP-2535" in causes[0]
+    assert pull_policy(pod, init_image) == "IfNotPresent"
+
+
+@pytest.mark.parametrize(
+    ("image", "policy"),
+    [
+        ("r:5000/a:1", "IfNotPresent"),
+        ("r:5000/a", "Always"),
+        ("r:5000/a:latest", "Always"),
+        ("a@sha256:" + "b" * 64, "IfNotPresent"),
+    ],
+)
+def test_default_pull_policy(image: str, policy: str) -> None:
+    assert pull_policy(make_pod(image=image), image) == policy
+
+
+# --------------------------------------------------------------------------------------------------
+# Token auth: what the token service and the registry say
+
+
+@pytest.mark.parametrize(
+    "cri_error",
+    [
+        "pull access denied, repository does not exist or may require authorization: server message: "
+        "insufficient_scope: authorization failed",
+        "denied: requested access to the resource is denied",
+    ],
+)
+def test_scope_refusal_is_not_a_wrong_password(cri_error: str) -> None:
+    causes = diagnose_pull_failure(failing_pod(CRI_PREFIX + cri_error), [make_secret()], pull_failed(cri_error))
+    assert "lack of scope" in causes[0] and "Not a wrong password" in causes[0]
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("access token expired", "has expired"),
+        ("invalid credentials", "wrong or were rotated"),
+        ("unknown service account key", "whole document"),
+    ],
+)
+def test_token_service_reasons_are_explained(reason: str, expected: str) -> None:
+    cri_error = (
+        f"failed to fetch oauth token: unexpected status from GET request to http://172.17.0.1:4000/token"
+        f"?scope=repository%3Aapp%3Apull&service=reg: 401 Unauthorized ({reason})"
+    )
+    causes = diagnose_pull_failure(failing_pod(CRI_PREFIX + cri_error), [make_secret()], pull_failed(cri_error))
+    assert any(expected in c for c in causes), causes
+
+
+# --------------------------------------------------------------------------------------------------
+# Credential provider plugins: kubelet's journal says why a pull went without credentials
+
+KUBELET = 'E1205 10:00:00.000000     123 plugin.go:418] "Failed to provide credentials for image" err='
+
+
+PROVIDER_LOG_CASES = {
+    "no credentials for the image": (
+        KUBELET + '"failed to get credential from external registry credential provider: error execing '
+        "credential provider plugin kindreg-credential-provider for image 127.0.0.1:5001/app: exit status 1: "
+        'kindreg-credential-provider: no credentials for 127.0.0.1:5001\\n" image="127.0.0.1:5001/app"',
+        "had no credentials for the image: no credentials for 127.0.0.1:5001",
+    ),
+    "apiVersion mismatch": (
+        KUBELET + '"failed to get credential from external registry credential provider: apiVersion from '
+        "credential plugin response did not match expected apiVersion:credentialprovider.kubelet.k8s.io/v1, "
+        'actual apiVersion:credentialprovider.kubelet.k8s.io/v1beta1" image="127.0.0.1:5001/app"',
+        "another apiVersion",
+    ),
+    "node may not request the audience": (
+        KUBELET + '"failed to get service account token: serviceaccounts \\"puller\\" is forbidden: audience '
+        '\\"kindreg-x\\" not found in pod spec volume, system:node:kind-worker is not authorized to request '
+        'tokens for this audience" image="127.0.0.1:5001/app"',
+        "request-serviceaccounts-token-audience",
+    ),
+    "provider not found": (
+        'E1205 "Failed to start kubelet" err="plugin binary executable /etc/kubernetes/bin/prov did not exist"',
+        "plugin of kubelet is missing",
+    ),
+    "invalid response": (
+        KUBELET + '"failed to get credential from external registry credential provider: credential provider '
+        'plugin did not return a valid cacheKeyType: " image="127.0.0.1:5001/app"',
+        "response is not valid",
+    ),
+    "provider exec failed": (
+        KUBELET + '"failed to get credential from external registry credential provider: error execing credential '
+        'provider plugin p for image 127.0.0.1:5001/app: fork/exec /x/p: permission denied" image="x"',
+        "kubelet's credential provider plugin p failed",
+    ),
+    "ServiceAccount not readable": (
+        KUBELET + '"failed to get service account: serviceaccounts \\"puller\\" not found" image="x"',
+        "could not read the pod's ServiceAccount",
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(PROVIDER_LOG_CASES))
+def test_credential_provider_failures_are_named(rule: str) -> None:
+    line, expected = PROVIDER_LOG_CASES[rule]
+    assert next(r for r in KUBELET_LOG_RULES if r.name == rule).pattern.search(line)
+    cri_error = "authorization failed: no basic auth credentials"
+    causes = diagnose_pull_failure(failing_pod(CRI_PREFIX + cri_error), [], pull_failed(cri_error), kubelet_log=[line])
+    assert any(expected in c for c in causes), causes
+
+
+def test_every_kubelet_log_rule_has_a_case() -> None:
+    assert {rule.name for rule in KUBELET_LOG_RULES} == set(PROVIDER_LOG_CASES)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -85,6 +85,13 @@ def test_service_account_key_is_a_json_key_whose_first_72_bytes_are_boilerplate(
     # What bcrypt would compare of two different keys is the same: why the whole document is checked.
     assert one.encode()[:72] == two.encode()[:72]
     assert key_digest(one) != key_digest(two)
+    # `--docker-password="$(cat key.json)"` drops the last newline: layout does not count...
+    assert key_digest(one.rstrip("\n")) == key_digest(one)
+    # ...every character of the content does, wherever it is.
+    position = one.index("PRIVATE KEY-----") + 40
+    changed = one[:position] + ("A" if one[position] != "A" else "B") + one[position + 1 :]
+    assert key_digest(changed) != key_digest(one)
+    assert key_digest("not json") != key_digest("not json ")
 
 
 @pytest.fixture

@@ -25,8 +25,16 @@ from pytest_kindreg.strategies.base import REFUSED_WITHOUT_CLIENT_CERT, REFUSED_
 from pytest_kindreg.strategies.pull_secret import pull_secret_manifest
 
 
-def test_the_five_names() -> None:
-    assert STRATEGY_NAMES == ("pull_secret", "side_load", "node_config", "access_token", "certificate")
+def test_the_seven_names() -> None:
+    assert STRATEGY_NAMES == (
+        "pull_secret",
+        "side_load",
+        "node_config",
+        "access_token",
+        "certificate",
+        "credential_provider",
+        "workload_identity",
+    )
     for name in STRATEGY_NAMES:
         assert create_strategy(name).name == name
 
