@@ -98,6 +98,8 @@ class KindRegistryEnvironment:
         self.registry_image = registry_image
         self.registry_auth = registry_auth
         self.pull_scope = check_auth_options(registry_auth, pull_scope)
+        if not access_token_ttl > 0:
+            raise ValueError(f"access_token_ttl must be a number of seconds > 0, got {access_token_ttl!r}")
         self.access_token_ttl = access_token_ttl
         self.token_listen = token_listen
         self.token_realm_host = token_realm_host
@@ -364,6 +366,9 @@ class KindRegistryEnvironment:
             registry = ctx.registry
             if registry.credentials is None:
                 auth = "client certificate"
+                if registry.token_auth:
+                    auth += f", token auth, realm {registry.realm}, which reads the certificate; it pulls "
+                    auth += ", ".join(registry.pull_scope)
             elif registry.token_auth:
                 auth = f"token auth, realm {registry.realm}, cluster identity pulls {', '.join(registry.pull_scope)}"
             else:

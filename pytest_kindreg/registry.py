@@ -44,8 +44,8 @@ from pytest_kindreg.registry_tokens import (
     service_account_key_document,
 )
 from pytest_kindreg.tempdirs import make_temp_dir
-from pytest_kindreg.token_service import TOKEN_PATH, TokenServiceConfig, TokenServiceProcess
-from pytest_kindreg.tunnel import ClientCertTunnel
+from pytest_kindreg.token_service import TOKEN_PATH, TokenServiceConfig, TokenServiceProcess, certificate_account
+from pytest_kindreg.tunnel import ClientCertTunnel, request_scope
 
 log = logging.getLogger("pytest_kindreg")
 
@@ -54,6 +54,7 @@ DEFAULT_IMAGE = "registry:2"
 DEFAULT_TEST_IMAGE = "kindreg-test/busybox:1.0"  # what examples push; build-images makes it too
 AUTH_MODES = ("htpasswd", "token")
 DEFAULT_PULL_SCOPE = ("*",)
+TUNNEL_TOKEN_REUSE = 200.0  # seconds the tunnel reuses a token: well within its 300 s
 TOKEN_ISSUER = "pytest-kindreg token service"  # noqa: S105 - a name, not a secret
 BUILD_HINT = (
     "Pull it where a registry is reachable (`docker pull registry:2`), or build it offline "
@@ -104,6 +105,15 @@ def check_auth_options(auth: str, pull_scope: Sequence[str] | str) -> tuple[str,
             "htpasswd every user may pull and push every repository"
         )
     return scope
+
+
+def check_token_listen(address: str | None) -> None:
+    """``ValueError`` for a token service address that would listen on every interface."""
+    if address is not None and address.strip() in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 - refused here
+        raise ValueError(
+            f"the token service address {address!r} would listen on every interface; give one address that the "
+            "Docker engine and its containers reach (default: the engine's default bridge gateway)"
+        )
 
 
 def interface_ipv4(name: str) -> str | None:
@@ -163,17 +173,21 @@ class PrivateRegistry:
         docker: Any = None,
     ) -> None:
         scope = check_auth_options(auth, pull_scope)
+        check_token_listen(token_listen)
         self.image = image
         self.identity = identity or RunIdentity()
         self.role = role
         self.name = name or self.identity.name(role)
         self.requested_port = port
-        # The client certificate is the only credential of a registry without password auth:
-        # token mode then has no user to trade, and does not apply.
-        self.auth = auth if htpasswd else "none"
+        # A registry without password auth has its client certificate as the only credential: in
+        # token mode the realm identifies the cluster by that certificate (and the host's push
+        # identity, which the tunnel uses, is its only password user); without a certificate
+        # either, there is no auth at all.
+        self.auth = auth if (htpasswd or client_auth) else "none"
         self.pull_scope = scope
+        self._password_auth = htpasswd
         self._identities: RegistryIdentities | None = (
-            RegistryIdentities.random(scope, pull=credentials) if htpasswd else None
+            RegistryIdentities.random(scope, pull=credentials) if htpasswd or self.auth == "token" else None
         )
         self._identities_mtime = 0.0
         self.tls = tls or client_auth
@@ -191,6 +205,7 @@ class PrivateRegistry:
         self._token_listen = token_listen
         self._token_realm_host = token_realm_host
         self._token_service: TokenServiceProcess | None = None
+        self._tunnel_tokens: dict[str | None, tuple[str, float]] = {}  # scope -> (token, reuse until)
         self._local_tags: set[str] = set()
         self._lock = threading.RLock()
 
@@ -215,9 +230,9 @@ class PrivateRegistry:
     @property
     def credentials(self) -> Credentials | None:
         """The cluster's identity: what strategies give nodes and pods (read-only in token mode).
-        None for a registry without password auth."""
+        None for a registry without password auth (its client certificate is the credential)."""
         identities = self.identities
-        return identities.pull if identities is not None else None
+        return identities.pull if identities is not None and self._password_auth else None
 
     @property
     def push_credentials(self) -> Credentials | None:
@@ -363,6 +378,18 @@ class PrivateRegistry:
             "REGISTRY_STORAGE_DELETE_ENABLED": "true",
         }
         volumes: dict[str, dict[str, str]] = {}
+        if self.tls:
+            names = ["localhost", "127.0.0.1", self.name]
+            if self.token_auth and self.client_auth:  # the realm serves HTTPS with the same certificate
+                names += [self._token_listen_address(), *([self._token_realm_host] if self._token_realm_host else [])]
+            self._tls_files = write_tls_files(self._workdir / "certs", names, self.client_auth)
+            env |= {
+                "REGISTRY_HTTP_TLS_CERTIFICATE": "/certs/server.crt",
+                "REGISTRY_HTTP_TLS_KEY": "/certs/server.key",
+            }
+            if self.client_auth:
+                env["REGISTRY_HTTP_TLS_CLIENTCAS"] = "[/certs/ca.crt]"
+            volumes[str(self._workdir / "certs")] = {"bind": "/certs", "mode": "ro"}
         if self._identities is not None:
             self._write_identities(self._identities)
         if self.token_auth:
@@ -384,17 +411,6 @@ class PrivateRegistry:
                 "REGISTRY_AUTH_HTPASSWD_PATH": "/auth/htpasswd",
             }
             volumes[str(self._workdir / "auth")] = {"bind": "/auth", "mode": "ro"}
-        if self.tls:
-            self._tls_files = write_tls_files(
-                self._workdir / "certs", ["localhost", "127.0.0.1", self.name], self.client_auth
-            )
-            env |= {
-                "REGISTRY_HTTP_TLS_CERTIFICATE": "/certs/server.crt",
-                "REGISTRY_HTTP_TLS_KEY": "/certs/server.key",
-            }
-            if self.client_auth:
-                env["REGISTRY_HTTP_TLS_CLIENTCAS"] = "[/certs/ca.crt]"
-            volumes[str(self._workdir / "certs")] = {"bind": "/certs", "mode": "ro"}
         self._run_container(env, volumes)
         if self._token_service is not None:
             self._token_service.wait_ready()
@@ -432,7 +448,8 @@ class PrivateRegistry:
         service = self._token_service
         if service is None:
             return None
-        return f"http://{self._token_realm_host or service.host}:{service.port}{TOKEN_PATH}"
+        scheme = "https" if self.client_auth else "http"
+        return f"{scheme}://{self._token_realm_host or service.host}:{service.port}{TOKEN_PATH}"
 
     def _realm_url(self, realm: str) -> str:
         """Where this process reaches the realm: its listen address when clients use another name."""
@@ -478,9 +495,45 @@ class PrivateRegistry:
             service=self.name,
             signer_dir=str(signer_dir),
             htpasswd=str(self._workdir / "auth" / "htpasswd"),
-            acl=identities.acl().to_list(),
+            acl=identities.acl(self._certificate_accounts()).to_list(),
             service_account_keys=dict(identities.service_account_keys),
+            tls=(
+                {"cert": str(files.server_cert), "key": str(files.server_key), "client_ca": str(files.ca)}
+                if self.client_auth and (files := self._tls_files) is not None
+                else None
+            ),
         ).write(signer_dir / "config.json")
+
+    def _certificate_accounts(self) -> list[str]:
+        """The token service's account for the cluster's client certificate (client-auth registries)."""
+        if not self.client_auth or self._tls_files is None or self._tls_files.client_cert is None:
+            return []
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        cert = x509.load_pem_x509_certificate(self._tls_files.client_cert.read_bytes())
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return [certificate_account(str(names[0].value))] if names else []
+
+    def _tunnel_authorization(self, request_line: bytes) -> str | None:
+        """What the client-certificate tunnel sends the registry for one request of the host's:
+        its push identity (Basic), or in token mode a token for the request's scope."""
+        push = self.push_credentials
+        if push is None:
+            return None
+        if not self.token_auth:
+            return "Basic " + push.basic_auth()
+        scope = request_scope(request_line)
+        with self._lock:
+            cached = self._tunnel_tokens.get(scope)
+            if cached is not None and cached[1] > time.monotonic():
+                return "Bearer " + cached[0]
+        realm = self.realm
+        assert realm is not None
+        token = fetch_token(self._realm_url(realm), push, self.name, [scope] if scope else [], **self.tls_kwargs())
+        with self._lock:
+            self._tunnel_tokens[scope] = (token, time.monotonic() + TUNNEL_TOKEN_REUSE)
+        return "Bearer " + token
 
     def _open_tunnel(self) -> None:
         """With client-cert auth, the loopback tunnel the host pushes through (dockerd sends no cert)."""
@@ -495,7 +548,7 @@ class PrivateRegistry:
             files.ca,
             files.client_cert,
             files.client_key,
-            upstream_credentials=lambda: self.push_credentials,
+            upstream_authorization=self._tunnel_authorization,
         )
 
     # -- sharing between processes ------------------------------------------------------------
@@ -508,7 +561,7 @@ class PrivateRegistry:
             "port": self.port,
             "tls": self.tls,
             "client_auth": self.client_auth,
-            "htpasswd": self._identities is not None,
+            "htpasswd": self._password_auth,
             "auth": self.auth,
             "pull_scope": list(self.pull_scope),
             "token_service": (
@@ -537,7 +590,7 @@ class PrivateRegistry:
             tls=state["tls"],
             client_auth=state["client_auth"],
             htpasswd=state["htpasswd"],
-            auth=state["auth"] if state["htpasswd"] else "htpasswd",
+            auth="htpasswd" if state["auth"] == "none" else state["auth"],
             pull_scope=state["pull_scope"],
             identity=RunIdentity(run_id=state["run_id"], pid=state["pid"]),
             docker=docker,
@@ -688,7 +741,7 @@ class PrivateRegistry:
         if credentials is None:
             return None
         if self.token_auth:
-            return RegistryAuth(credentials, self._realm_url, timeout=10)
+            return RegistryAuth(credentials, self._realm_url, timeout=10, **self.tls_kwargs())
         return (credentials.username, credentials.password)
 
     def get(
@@ -879,10 +932,11 @@ class PrivateRegistry:
         assert realm is not None
         token = fetch_token(
             self._realm_url(realm),
-            credentials or self.credentials,
+            credentials or self.credentials,  # None with a client certificate: the certificate speaks
             self.name,
             [f"repository:{repository}:pull,push"],
             timeout=10,
+            **self.tls_kwargs(),
         )
         import jwt
 

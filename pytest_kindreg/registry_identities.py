@@ -64,10 +64,12 @@ class RegistryIdentities:
     def htpasswd_users(self) -> list[Credentials]:
         return [self.push, self.pull, *(ident.credentials for ident in self.extra.values())]
 
-    def acl(self) -> Acl:
-        """Push identity: everything; every other identity: pull on its own scope. Access tokens and
-        service-account keys stand for the cluster's identity and get its scope."""
+    def acl(self, cluster_accounts: Sequence[str] = ()) -> Acl:
+        """Push identity: everything; every other identity: pull on its own scope. Access tokens,
+        service-account keys and ``cluster_accounts`` (a client certificate's) stand for the
+        cluster's identity and get its scope."""
         read: dict[str, Sequence[str]] = {self.pull.username: self.pull_scope, ACCESS_TOKEN_USERNAME: self.pull_scope}
+        read.update((account, self.pull_scope) for account in cluster_accounts)
         read.update((account, self.pull_scope) for account in self.service_account_keys.values())
         read.update((name, ident.pull_scope) for name, ident in self.extra.items())
         return registry_acl(self.push.username, read)

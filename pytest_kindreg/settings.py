@@ -17,7 +17,13 @@ from pytest_kindreg.kind_config import (
     load_kind_config,
     resolve_cluster_name,
 )
-from pytest_kindreg.registry import DEFAULT_IMAGE, DEFAULT_PULL_SCOPE, DEFAULT_TEST_IMAGE, check_auth_options
+from pytest_kindreg.registry import (
+    DEFAULT_IMAGE,
+    DEFAULT_PULL_SCOPE,
+    DEFAULT_TEST_IMAGE,
+    check_auth_options,
+    check_token_listen,
+)
 from pytest_kindreg.strategies.access_token import DEFAULT_ACCESS_TOKEN_TTL
 
 REQUIREMENTS = ("docker", "kind")
@@ -272,6 +278,11 @@ def _registry_auth(config: pytest.Config, get: Any) -> dict[str, Any]:
         scope = check_auth_options(auth, tuple(requested) or DEFAULT_PULL_SCOPE)
     except ValueError as exc:
         raise pytest.UsageError(f"kindreg: {exc}") from None
+    listen = get("kindreg_token_listen") or None
+    try:
+        check_token_listen(listen)
+    except ValueError as exc:
+        raise pytest.UsageError(f"kindreg: --kindreg-token-listen: {exc}") from None
     ttl_text = get("kindreg_access_token_ttl")
     ttl = DEFAULT_ACCESS_TOKEN_TTL
     if ttl_text not in (None, ""):
@@ -285,6 +296,6 @@ def _registry_auth(config: pytest.Config, get: Any) -> dict[str, Any]:
         "registry_auth": auth,
         "pull_scope": scope,
         "access_token_ttl": ttl,
-        "token_listen": get("kindreg_token_listen") or None,
+        "token_listen": listen,
         "token_realm_host": get("kindreg_token_realm_host") or None,
     }

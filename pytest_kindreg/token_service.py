@@ -31,6 +31,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -75,6 +76,9 @@ class TokenServiceConfig:
     acl: list[dict[str, Any]]
     service_account_keys: dict[str, str] = field(default_factory=dict)  # key digest -> account
     token_ttl: int = DEFAULT_REGISTRY_TOKEN_TTL
+    # HTTPS realm (cert, key, client CA paths): for a registry whose credential is a TLS client
+    # certificate, the realm identifies the client by that certificate too.
+    tls: dict[str, str] | None = None
 
     def write(self, path: Path) -> None:
         # Renamed into place: the service sees a whole file and a new mtime.
@@ -100,6 +104,11 @@ class Unauthorized(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def certificate_account(common_name: str) -> str:
+    """The ACL account of a verified TLS client certificate."""
+    return f"client-cert:{common_name}"
 
 
 def _htpasswd_users(path: str) -> dict[str, bytes]:
@@ -131,7 +140,11 @@ class TokenAuthority:
                 self._mtime = mtime
             return self._config, self._signer
 
-    def authenticate(self, username: str | None, password: str | None) -> Identity:
+    def authenticate(self, username: str | None, password: str | None, certificate: str | None = None) -> Identity:
+        """Who presented ``username``/``password`` (Basic), else the verified TLS client
+        certificate whose common name is ``certificate``."""
+        if not username and certificate:
+            return Identity(certificate_account(certificate))
         if not username or password is None:
             raise Unauthorized("authentication required")
         config, signer = self.config()
@@ -225,10 +238,20 @@ class _Handler(BaseHTTPRequestHandler):
         body = {"errors": [{"code": "UNAUTHORIZED", "message": reason}], "details": reason}
         self._json(HTTPStatus.UNAUTHORIZED, body, f"Unauthorized ({reason})")
 
+    def _client_certificate(self) -> str | None:
+        """The common name of the client's certificate, if it presented one the CA signed."""
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        peer = getpeercert() if getpeercert is not None else None
+        for rdn in (peer or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+        return None
+
     def _answer(self, username: str | None, password: str | None, service: str | None, scopes: list[str]) -> None:
         authority = self.server.authority
         try:
-            identity = authority.authenticate(username, password)
+            identity = authority.authenticate(username, password, self._client_certificate())
             response = authority.token_response(identity, service, scopes)
         except Unauthorized as exc:
             self._unauthorized(exc.reason)
@@ -290,7 +313,13 @@ class TokenService:
 
     def __init__(self, config_path: Path, sock: socket.socket) -> None:
         self.authority = TokenAuthority(config_path)
-        self.authority.config()  # a bad config fails here, not on the first client
+        config, _signer = self.authority.config()  # a bad config fails here, not on the first client
+        if config.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.tls["client_ca"])
+            context.load_cert_chain(config.tls["cert"], config.tls["key"])
+            context.verify_mode = ssl.CERT_OPTIONAL  # Basic credentials (the host's) need no certificate
+            # The handshake happens in the handler thread, on the first read: a slow client holds up no other.
+            sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         self._server = _Server(sock, self.authority)
         self._thread: threading.Thread | None = None
 

@@ -10,7 +10,8 @@ identity to whoever connects: each request must carry the tunnel's own random Ba
 credentials (the daemon sends them as the push/pull ``auth_config``). Without them the answer
 is ``401`` with ``WWW-Authenticate: Basic realm="kindreg-tunnel"`` and nothing is forwarded.
 With them, the forwarder replaces the ``Authorization`` header with the registry's own
-credentials (or drops it when the registry has none) and forwards the request with
+(Basic credentials, or in token mode a Bearer token for the request's scope; none when the
+registry has no password identity) and forwards the request with
 ``Connection: close``, so that every request is checked: the registry answers one request per
 connection and the daemon opens a new connection for the next.
 """
@@ -21,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import re
 import secrets
 import select
 import socket
@@ -37,6 +39,7 @@ _MAX_HEAD = 64 * 1024
 REALM = "kindreg-tunnel"
 # Hop-by-hop headers the tunnel decides itself; Authorization is checked, then replaced.
 _DROPPED = frozenset({b"authorization", b"connection", b"keep-alive", b"proxy-connection"})
+_REPOSITORY_PATH = re.compile(r"^/v2/(.+?)/(?:blobs|manifests|tags)/")
 
 
 class BadRequest(Exception):
@@ -96,11 +99,26 @@ def _authorized(value: bytes, expected: Credentials) -> bool:
     return hmac.compare_digest(given, f"{expected.username}:{expected.password}".encode())
 
 
-def rewrite_request_head(head: bytes, expected: Credentials, upstream: Credentials | None) -> bytes | None:
+def request_scope(request_line: bytes) -> str | None:
+    """The token scope a registry API request needs (``repository:<name>:pull`` for reads,
+    ``pull,push`` for writes), None for requests outside a repository (``/v2/``)."""
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target = parts[0].decode(errors="replace"), parts[1].decode(errors="replace")
+    match = _REPOSITORY_PATH.match(target.split("?", 1)[0])
+    if match is None:
+        return None
+    actions = "pull" if method in ("GET", "HEAD") else "pull,push"
+    return f"repository:{match.group(1)}:{actions}"
+
+
+def rewrite_request_head(head: bytes, expected: Credentials, upstream: Callable[[bytes], str | None]) -> bytes | None:
     """The head to forward upstream, or None when the request lacks the tunnel's credentials.
 
-    The tunnel's ``Authorization`` is removed; the registry's own Basic credentials take its
-    place when it has any. ``Connection: close`` makes the registry answer this one request only.
+    The tunnel's ``Authorization`` is removed; ``upstream(request line)`` says what takes its
+    place (the registry's own credentials or a token; None: nothing). ``Connection: close`` makes
+    the registry answer this one request only.
     """
     lines = head.split(b"\r\n")
     request_line, header_lines = lines[0], [line for line in lines[1:] if line]
@@ -121,8 +139,9 @@ def rewrite_request_head(head: bytes, expected: Credentials, upstream: Credentia
             kept.append(line)
     if len(authorizations) != 1 or not _authorized(authorizations[0], expected):
         return None
-    if upstream is not None:
-        kept.append(b"Authorization: Basic " + upstream.basic_auth().encode())
+    authorization = upstream(request_line)
+    if authorization is not None:
+        kept.append(b"Authorization: " + authorization.encode())
     kept.append(b"Connection: close")
     return b"\r\n".join([request_line, *kept]) + b"\r\n\r\n"
 
@@ -170,7 +189,7 @@ class _Handler(socketserver.BaseRequestHandler):
         client.settimeout(30.0)
         try:
             head, rest = read_head(client)
-            forwarded = rewrite_request_head(head, self.server.credentials, self.server.upstream_credentials())
+            forwarded = rewrite_request_head(head, self.server.credentials, self.server.upstream_authorization)
         except BadRequest:
             client.sendall(_response("400 Bad Request", b"", head_only=True))
             _close_gently(client)
@@ -195,13 +214,13 @@ class _Server(socketserver.ThreadingTCPServer):
         upstream: tuple[str, int],
         context: ssl.SSLContext,
         credentials: Credentials,
-        upstream_credentials: Callable[[], Credentials | None],
+        upstream_authorization: Callable[[bytes], str | None],
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
         self.context = context
         self.credentials = credentials
-        self.upstream_credentials = upstream_credentials
+        self.upstream_authorization = upstream_authorization
 
     def connect_upstream(self) -> ssl.SSLSocket:
         raw = socket.create_connection(self.upstream, timeout=30)
@@ -210,7 +229,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class ClientCertTunnel:
     """``127.0.0.1:<port>`` (plain HTTP, Basic auth with :attr:`credentials`) → ``upstream``
-    (TLS with a client certificate, and the registry's own credentials if it has any).
+    (TLS with a client certificate, and the ``Authorization`` that ``upstream_authorization``
+    gives for each request line: the registry's own credentials or a token, or none).
 
     :attr:`credentials` are random per tunnel and held only in this process's memory: every
     process (each xdist worker) opens its own tunnel, so there is nothing to share or store.
@@ -222,12 +242,12 @@ class ClientCertTunnel:
         ca: Path,
         client_cert: Path,
         client_key: Path,
-        upstream_credentials: Callable[[], Credentials | None] = lambda: None,
+        upstream_authorization: Callable[[bytes], str | None] = lambda request_line: None,
     ) -> None:
         context = ssl.create_default_context(cafile=str(ca))
         context.load_cert_chain(str(client_cert), str(client_key))
         self.credentials = Credentials(REALM, secrets.token_urlsafe(32))
-        self._server = _Server(upstream, context, self.credentials, upstream_credentials)
+        self._server = _Server(upstream, context, self.credentials, upstream_authorization)
         # shutdown() waits for the loop's next poll: 0.5 s by default, at every registry stop.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="kindreg-tunnel", daemon=True

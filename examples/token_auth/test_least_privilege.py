@@ -2,7 +2,8 @@
 token``): the cluster's identity pulls what its scope names, and nothing more.
 
 For each strategy: its pod pulls and its negative control is refused, as in htpasswd mode; the
-credentials it gave the cluster cannot push (the refusal names the missing ``push`` action); and a
+credentials it gave the cluster cannot push (the refusal names the missing ``push`` action;
+certificate's credential is its client certificate, which the realm reads as well); and a
 repository outside ``kindreg_pull_scope`` is refused to the cluster although the host pushed it —
 diagnosed as a scope problem, not a wrong password.
 """
@@ -13,8 +14,10 @@ import re
 import secrets
 
 import pytest
+import requests
 
 from pytest_kindreg.errors import RegistryError
+from pytest_kindreg.registry_auth import RegistryAuth
 from pytest_kindreg.workspace import KindPrivateRegistry
 
 ALL = (
@@ -35,16 +38,25 @@ def test_pulls_hold_in_token_mode(kind_private_registry: KindPrivateRegistry, ki
     assert kind_private_registry.strategy.refusal.search(refusal.reason), refusal.message
 
 
-# certificate's registry has no password identity: its client certificate is the credential.
-@pytest.mark.kindreg_strategy(*(name for name in ALL if name != "certificate"))
+@pytest.mark.kindreg_strategy(*ALL)
 def test_the_clusters_identity_cannot_push_or_read_outside_its_scope(
     kind_private_registry: KindPrivateRegistry, kindreg_test_image: str
 ) -> None:
     ws = kind_private_registry
     registry = ws.registry
     assert registry.token_auth
-    with pytest.raises(RegistryError, match="the 'push' action is missing, this identity is read-only"):
-        registry.push(kindreg_test_image, repository=f"{ws.namespace}/by-cluster", credentials=registry.credentials)
+    repository = f"{ws.namespace}/by-cluster"
+    if registry.credentials is None:
+        # certificate: the cluster's credential is its client certificate, which the realm reads too.
+        as_cluster = RegistryAuth(None, registry._realm_url, **registry.tls_kwargs())
+        upload = requests.post(
+            f"{registry.url}/v2/{repository}/blobs/uploads/", auth=as_cluster, timeout=10, **registry.tls_kwargs()
+        )
+        assert upload.status_code == 401 and 'error="insufficient_scope"' in upload.headers["WWW-Authenticate"]
+        assert registry.granted_actions(repository) == ["pull"]  # push is the missing action
+    else:
+        with pytest.raises(RegistryError, match="the 'push' action is missing, this identity is read-only"):
+            registry.push(kindreg_test_image, repository=repository, credentials=registry.credentials)
 
     outside = registry.push(kindreg_test_image, repository="outside/busybox", tag=secrets.token_hex(3))
     if ws.strategy.name == "side_load":  # the host pulls for the cluster, as the cluster's identity

@@ -26,8 +26,8 @@ DEFAULT_SERVICE_ACCOUNT = "kindreg-puller"
 
 
 def audience(ctx: StrategyContext) -> str:
-    """The run's token audience: one per registry, never a real service's."""
-    return f"kindreg-{ctx.registry.name}"
+    """The run's token audience: the registry's own name (one per run), never a real service's."""
+    return ctx.registry.name
 
 
 def _rbac_name(ctx: StrategyContext) -> str:

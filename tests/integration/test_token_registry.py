@@ -246,3 +246,84 @@ def test_containerd_pulls_through_the_bearer_flow(
         anonymous = ctrd.fetch(pushed["inside"], certs_d)
         assert anonymous.returncode != 0
         assert "401 Unauthorized (authentication required)" in anonymous.stderr, anonymous.stderr
+
+
+@pytest.fixture(scope="module")
+def certificate_token_registry(kindreg_docker: Any) -> Iterator[PrivateRegistry]:
+    """The certificate strategy's registry in token mode: its client certificate is the cluster's
+    credential, and the realm (HTTPS) reads it too."""
+    with PrivateRegistry(
+        auth="token", client_auth=True, htpasswd=False, pull_scope=["apps/*"], docker=kindreg_docker, role="token-mtls"
+    ) as registry:
+        yield registry
+
+
+def test_a_client_certificate_is_a_read_only_identity_in_token_mode(
+    certificate_token_registry: PrivateRegistry,
+) -> None:
+    from pytest_kindreg.registry import DEFAULT_TEST_IMAGE
+    from pytest_kindreg.registry_auth import RegistryAuth
+
+    registry = certificate_token_registry
+    assert registry.credentials is None  # no password for the cluster: the certificate is its credential
+    realm = registry.realm
+    assert realm is not None and realm.startswith("https://")
+    # The host pushes through the tunnel, which trades the push identity for scoped tokens.
+    reference = registry.push(DEFAULT_TEST_IMAGE, repository="apps/busybox", tag="1.0")
+    assert registry.pull(reference).id
+    registry.push(DEFAULT_TEST_IMAGE, repository="private/busybox", tag="1.0")
+
+    as_cluster = RegistryAuth(None, registry._realm_url, **registry.tls_kwargs())
+    assert registry.granted_actions("apps/busybox") == ["pull"]
+    assert registry.granted_actions("private/busybox") == []
+    tags = requests.get(
+        f"{registry.url}/v2/apps/busybox/tags/list", auth=as_cluster, timeout=10, **registry.tls_kwargs()
+    )
+    assert tags.status_code == 200
+    upload = requests.post(
+        f"{registry.url}/v2/apps/busybox/blobs/uploads/", auth=as_cluster, timeout=10, **registry.tls_kwargs()
+    )
+    assert upload.status_code == 401
+    assert 'error="insufficient_scope"' in upload.headers["WWW-Authenticate"]
+    # Without the certificate the realm (and the registry) know nobody.
+    files = registry.tls_files
+    assert files is not None
+    anonymous = requests.get(realm, params={"scope": "repository:apps/busybox:pull"}, verify=str(files.ca), timeout=10)
+    assert (anonymous.status_code, anonymous.reason) == (401, "Unauthorized (authentication required)")
+
+
+@pytest.mark.containerd
+@pytest.mark.parametrize("suite", ["trixie", "sid"], ids=["containerd1.7", "containerd2.x"])
+def test_containerd_presents_the_hosts_client_certificate_to_the_realm(
+    suite: str, kindreg_settings: Settings, certificate_token_registry: PrivateRegistry, tmp_path: Path
+) -> None:
+    """The certificate strategy's node files (hosts.toml with ca and client) in token mode: containerd
+    fetches the realm with the same TLS client as the registry, so the certificate identifies it."""
+    from pytest_kindreg.registry import DEFAULT_TEST_IMAGE
+
+    _require_containerd(kindreg_settings)
+    try:
+        bin_dir = debian_containerd(suite)
+    except Unavailable as exc:
+        pytest.fail(str(exc))
+    registry = certificate_token_registry
+    inside = registry.push(DEFAULT_TEST_IMAGE, repository="apps/busybox", tag="ctrd")
+    outside = registry.push(DEFAULT_TEST_IMAGE, repository="private/busybox", tag="ctrd")
+    files = registry.tls_files
+    assert files is not None and files.client_cert is not None and files.client_key is not None
+    directory = Path(hosts_dir(registry.host, str(tmp_path / "certs.d")))
+    directory.mkdir(parents=True)
+    for source, name in ((files.ca, "ca.crt"), (files.client_cert, "client.cert"), (files.client_key, "client.key")):
+        (directory / name).write_bytes(source.read_bytes())
+    hosts = HostsToml(
+        endpoint=registry.url,
+        ca=str(directory / "ca.crt"),
+        client=(str(directory / "client.cert"), str(directory / "client.key")),
+    )
+    (directory / "hosts.toml").write_text(hosts.render())
+    with StandaloneContainerd(bin_dir=bin_dir) as ctrd:
+        fetched = ctrd.fetch(inside, tmp_path / "certs.d")
+        assert fetched.returncode == 0, f"{fetched.stderr}\n{ctrd.log_tail()}"
+        refused = ctrd.fetch(outside, tmp_path / "certs.d")
+        assert refused.returncode != 0
+        assert "insufficient_scope" in refused.stderr, refused.stderr

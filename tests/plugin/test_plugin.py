@@ -245,8 +245,9 @@ def test_report_header_in_token_mode(pytester: pytest.Pytester) -> None:
         ),
         (["--kindreg-access-token-ttl", "0"], "--kindreg-access-token-ttl takes a number of seconds > 0, not '0'"),
         (["--kindreg-exclude-strategy", "workload_idenity"], "'workload_idenity' is not a valid kindreg strategy"),
+        (["--kindreg-token-listen", "0.0.0.0"], "would listen on every interface"),  # noqa: S104
     ],
-    ids=["auth-mode", "scope-without-token", "ttl-text", "ttl-zero", "exclude-typo"],
+    ids=["auth-mode", "scope-without-token", "ttl-text", "ttl-zero", "exclude-typo", "listen-everywhere"],
 )
 def test_token_and_strategy_options_are_checked_up_front(
     pytester: pytest.Pytester, args: list[str], message: str

@@ -7,10 +7,17 @@ import base64
 import pytest
 
 from pytest_kindreg import Credentials
-from pytest_kindreg.tunnel import BadRequest, rewrite_request_head, unauthorized_response
+from pytest_kindreg.tunnel import BadRequest, request_scope, rewrite_request_head, unauthorized_response
 
 SECRET = Credentials("kindreg-tunnel", "s3cret-token")
-REGISTRY = Credentials("user", "pa:ss")
+
+
+def REGISTRY(request_line: bytes) -> str:
+    return "Basic " + Credentials("user", "pa:ss").basic_auth()
+
+
+def NONE(request_line: bytes) -> None:
+    return None
 
 
 def _basic(user: str, password: str) -> bytes:
@@ -47,7 +54,7 @@ def test_the_tunnel_secret_is_replaced_by_the_registry_credentials() -> None:
 
 
 def test_without_registry_credentials_no_authorization_is_forwarded() -> None:
-    forwarded = rewrite_request_head(_head(b"Authorization: " + _basic("kindreg-tunnel", "s3cret-token")), SECRET, None)
+    forwarded = rewrite_request_head(_head(b"Authorization: " + _basic("kindreg-tunnel", "s3cret-token")), SECRET, NONE)
     assert forwarded is not None
     assert _headers(forwarded) == [b"Host: 127.0.0.1:5001", b"Connection: close"]
 
@@ -95,3 +102,33 @@ def test_the_refusal_is_a_basic_challenge_with_no_registry_data() -> None:
     assert f"Content-Length: {len(body)}".encode() in head.split(b"\r\n")
     assert b"UNAUTHORIZED" in body
     assert unauthorized_response(head_only=True) == head + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "scope"),
+    [
+        (b"HEAD /v2/team/app/blobs/sha256:ab HTTP/1.1", "repository:team/app:pull"),
+        (b"GET /v2/app/manifests/1.0 HTTP/1.1", "repository:app:pull"),
+        (b"POST /v2/team/app/blobs/uploads/ HTTP/1.1", "repository:team/app:pull,push"),
+        (b"PATCH /v2/a/b/c/blobs/uploads/uuid?_state=x HTTP/1.1", "repository:a/b/c:pull,push"),
+        (b"PUT /v2/app/manifests/1.0 HTTP/1.1", "repository:app:pull,push"),
+        (b"GET /v2/ HTTP/1.1", None),
+        (b"GET /v2/_catalog HTTP/1.1", None),
+    ],
+)
+def test_request_scope_is_what_a_token_must_grant(line: bytes, scope: str | None) -> None:
+    assert request_scope(line) == scope
+
+
+def test_the_upstream_authorization_is_asked_per_request_line() -> None:
+    seen: list[bytes] = []
+
+    def bearer(request_line: bytes) -> str:
+        seen.append(request_line)
+        return "Bearer " + str(request_scope(request_line))
+
+    head = _head(b"Authorization: " + _basic("kindreg-tunnel", "s3cret-token"))
+    forwarded = rewrite_request_head(head, SECRET, bearer)
+    assert forwarded is not None
+    assert b"Authorization: Bearer repository:app:pull,push" in _headers(forwarded)
+    assert seen == [b"PATCH /v2/app/blobs/uploads/x HTTP/1.1"]
