@@ -154,7 +154,7 @@ class RestoreOutcome:
 
     @staticmethod
     def _changes(values: Mapping[str, tuple[str, str]]) -> str:
-        return ", ".join(f"{name} {now} -> {host}" for name, (now, host) in values.items())
+        return ", ".join(f"{name} {host} (kubelet had set {now})" for name, (now, host) in values.items())
 
     def messages(self) -> list[str]:
         lines = []
