@@ -101,7 +101,8 @@ def test_kubelets_changes_are_put_back_once_the_last_cluster_is_gone(
     assert read_sysctls(proc, HOST) == HOST
     assert done.messages() == [
         "put back the host's sysctls kubelet had changed: "
-        "vm.overcommit_memory 0 (kubelet had set 1), kernel.panic 1 (kubelet had set 10), kernel.panic_on_oops 0 (kubelet had set 1)"
+        "vm.overcommit_memory 0 (kubelet had set 1), kernel.panic 1 (kubelet had set 10), "
+        "kernel.panic_on_oops 0 (kubelet had set 1)"
     ]
     assert host.read_record() == HostRecord("boot-1", HOST, restored=True)
     assert host.restore() == RestoreOutcome()  # done: nothing more to do, nothing asked
