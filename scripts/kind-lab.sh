@@ -25,7 +25,9 @@
 #     in the Go module cache, the images its manifests name imported pinned into containerd's
 #     k8s.io namespace;
 #   - storage as kind deploys it (kind's own default-storage manifest with local-path-provisioner
-#     built from its Go module) and a kindnetd-like pod network (scripts/lab/node/).
+#     built from its Go module) and a kindnetd-like pod network (scripts/lab/node/);
+#   - the load balancer image each kind CLI runs in front of several control-plane nodes (HA),
+#     under exactly the name it asks for, from Debian trixie's haproxy (scripts/lab/loadbalancer/).
 # Host adaptations are detected and applied only where needed (docs/explanation/offline-lab.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,8 @@ REPO=$(pwd)
 . scripts/lab/stages/images.sh
 # shellcheck source=lab/stages/node_image.sh
 . scripts/lab/stages/node_image.sh
+# shellcheck source=lab/stages/loadbalancer.sh
+. scripts/lab/stages/loadbalancer.sh
 # shellcheck source=lab/stages/cache.sh
 . scripts/lab/stages/cache.sh
 # shellcheck source=lab/stages/guard.sh
@@ -63,7 +67,9 @@ build() {  # every stage, in order; each one reuses what the cache already has
     for k8s in $(k8s_versions); do stage "control-plane images $k8s" build_image_archive "$k8s"; done
     stage "storage and pod network images" build_addon_archive
     stage "node images" build_node_images
+    stage "load balancer images" build_lb_images
     stage "cache" prune_cache
+    for v in "${VARIANTS[@]}"; do say "$(lb_images_line "$v")"; done
     say "lab ready in $((SECONDS - started)) s (cache: $LAB); pytest options per variant:"
     for v in "${VARIANTS[@]}"; do options_line "$v"; done
 }
@@ -78,6 +84,9 @@ case "${1:-build}" in
         if [ "${1:-}" = --variant ]; then variant=$2; shift 2; fi
         known_variant "$variant"
         docker image inspect "$(variant_image "$variant")" >/dev/null 2>&1 || die "no lab image for $variant: run scripts/kind-lab.sh build"
+        read -r lb_image _ _ <<<"$(lb_image_of "$(kind_cli_version "$variant")")"
+        docker image inspect "$lb_image" >/dev/null 2>&1 \
+            || die "no HA load balancer image $lb_image for $variant: run scripts/kind-lab.sh build"
         read -ra opts <<<"$(options_line "$variant")"
         py=$(kindreg_python) || exit 1
         guard "$py" -m pytest "${opts[@]}" "$@" ;;

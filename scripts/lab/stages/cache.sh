@@ -4,9 +4,10 @@
 
 prune_cache() {
     local keep=() f k8s
-    keep+=("$(addon_archive)" "$(rootfs_tarball)")
+    keep+=("$(addon_archive)" "$(rootfs_tarball)" "$(lb_root_tarball)")
     for k8s in $(k8s_versions); do keep+=("$(control_plane_archive "$k8s")"); done
-    for f in "$LAB"/images/control-plane-*.tar "$LAB"/images/addons-*.tar "$LAB"/rootfs/trixie-*.tar; do
+    for f in "$LAB"/images/control-plane-*.tar "$LAB"/images/addons-*.tar "$LAB"/rootfs/trixie-*.tar \
+        "$LAB"/rootfs/loadbalancer-trixie-*.tar; do
         [ -e "$f" ] || continue
         [[ " ${keep[*]} " == *" $f "* ]] || { say "cache: removing $(basename "$f") (no current key names it)"; rm -f "$f"; }
     done
