@@ -40,6 +40,13 @@ log = logging.getLogger("pytest_kindreg")
 
 FINGERPRINT_CONFIGMAP = "kindreg-cluster-config"
 RESTART_POLL_INTERVAL = 0.2  # seconds between checks while a restarted kubelet comes back
+# kind's container labels (sigs.k8s.io/kind pkg/cluster/internal/providers/docker/constants.go).
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+KIND_ROLE_LABEL = "io.x-k8s.kind.role"
+# The API server proxy kind adds in front of several control-plane nodes (haproxy up to kind
+# v0.31, envoy from v0.32): it carries the cluster label, but it is kind's, not a Kubernetes node.
+KIND_LOAD_BALANCER_ROLE = "external-load-balancer"
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
 
 def find_kind(kind_bin: str | None = None) -> str:
@@ -132,6 +139,27 @@ def lease_renewed(before: datetime.datetime | None, now: datetime.datetime | Non
         return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
 
     return utc(now) > utc(before)
+
+
+def kind_node_containers(listing: str) -> list[tuple[str, str]]:
+    """(container id, name) of a cluster's Kubernetes nodes, in listing order, from ``docker ps``
+    lines ``ID<TAB>NAME<TAB>ROLE``: every container of the cluster but kind's external load
+    balancer, told by its role label, never by its name."""
+    nodes = []
+    for line in listing.splitlines():
+        if not line.strip():
+            continue
+        container_id, name, role = [*line.split("\t"), "", ""][:3]
+        if role.strip() != KIND_LOAD_BALANCER_ROLE:
+            nodes.append((container_id.strip(), name.strip()))
+    return nodes
+
+
+def only_control_planes(nodes: list[dict[str, Any]]) -> bool:
+    """Whether a rendered config's nodes are several control planes and no worker: kind removes
+    the control-plane taint only from a cluster of one node, so on such a cluster no pod could
+    ever be scheduled."""
+    return len(nodes) > 1 and all(node.get("role", "control-plane") == "control-plane" for node in nodes)
 
 
 def log_progress(message: str) -> None:
@@ -261,6 +289,8 @@ class KindCluster(DockerNodes):
         self.progress(f"cluster {self.name} created in {time.monotonic() - started:.0f}s")
         # kind's --wait covers the control plane only: workers may still be registering.
         self._nodes = self._list_nodes()
+        if only_control_planes(config.to_dict()["nodes"]):
+            self._untaint_control_planes()
         if on_created is not None:
             on_created(self)
         self.wait_healthy(service_account=service_account)
@@ -388,6 +418,35 @@ class KindCluster(DockerNodes):
             interval=0.5,
         )
 
+    def _untaint_control_planes(self) -> None:
+        """For several control planes and no worker (an HA config), what kind does for one node:
+        the control-plane taint goes, so that pods can run."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = client.CoreV1Api(self.api_client())
+
+        def untaint() -> None:
+            for node in core.list_node().items:
+                for index, taint in enumerate(node.spec.taints or []):
+                    if taint.key == CONTROL_PLANE_TAINT:
+                        path = f"/spec/taints/{index}"
+                        # JSON patch with a test: a taint list changed meanwhile fails, and is read again.
+                        patch = [
+                            {"op": "test", "path": f"{path}/key", "value": taint.key},
+                            {"op": "remove", "path": path},
+                        ]
+                        try:
+                            core.patch_node(node.metadata.name, patch)
+                        except ApiException as exc:
+                            raise ClusterError(
+                                f"could not remove {taint.key} from {node.metadata.name}: {exc.reason}"
+                            ) from exc
+                        break
+
+        wait_for(f"the control-plane taint of cluster {self.name} to be removed", untaint, 30, interval=0.5)
+        self.progress(f"cluster {self.name} has only control-plane nodes: their taint removed, as kind does for one")
+
     def _record_fingerprint(self, config: KindClusterConfig) -> None:
         from kubernetes import client
 
@@ -416,16 +475,30 @@ class KindCluster(DockerNodes):
     def nodes(self) -> list[str]:
         return list(self._nodes) if self._nodes is not None else self._list_nodes()
 
-    def _node_container_ids(self) -> list[str]:
+    def _node_containers(self) -> list[tuple[str, str]]:
+        """(id, name) of the cluster's node containers: what ``kind get nodes`` lists (the same
+        ``docker ps``), without kind's load balancer."""
         out = runner.run(
-            ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={self.name}"],
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                f"label={KIND_CLUSTER_LABEL}={self.name}",
+                "--format",
+                f'{{{{.ID}}}}\t{{{{.Names}}}}\t{{{{.Label "{KIND_ROLE_LABEL}"}}}}',
+            ],
             timeout=60,
             env=self._private_docker_config,
         ).stdout
-        return out.split()
+        return kind_node_containers(out)
+
+    def _node_container_ids(self) -> list[str]:
+        return [container_id for container_id, _name in self._node_containers()]
 
     def _list_nodes(self) -> list[str]:
-        return self.kind("get", "nodes", "--name", self.name).split()
+        return [name for _id, name in self._node_containers()]
 
     def restart_kubelet(self, node: str, timeout: float = 120.0) -> None:
         """Restart kubelet and wait, within one deadline, until it is healthy and the node Ready."""
