@@ -134,6 +134,8 @@ class ClusterContribution:
 
     extra_mounts: tuple[ExtraMount, ...] = ()
     containerd_patches: tuple[str, ...] = ()
+    # kubeadm merge patches (YAML), after the user's: e.g. kubelet flags for credential providers.
+    kubeadm_patches: tuple[str, ...] = ()
     source: str = ""
 
 
@@ -528,6 +530,11 @@ class KindClusterConfig:
         doc["nodes"] = nodes
         user_patches = list(user.get("containerdConfigPatches") or [])
         doc["containerdConfigPatches"] = user_patches + [p for p in self._patches() if p not in user_patches]
+        kubeadm = list(user.get("kubeadmConfigPatches") or [])
+        for contribution in self.contributions:
+            kubeadm += [p for p in contribution.kubeadm_patches if p not in kubeadm]
+        if kubeadm:
+            doc["kubeadmConfigPatches"] = kubeadm
         return doc
 
     def to_yaml(self) -> str:

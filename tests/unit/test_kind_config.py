@@ -573,3 +573,19 @@ def test_rendered_config_with_unknown_field_is_caught() -> None:
 def test_validator_rejects_non_mapping_root() -> None:
     with pytest.raises(ValueError, match=r"expected a mapping, got list"):
         validate_kind_config([])  # type: ignore[arg-type]
+
+
+def test_strategy_kubeadm_patches_follow_the_users_own_kubelet_args() -> None:
+    from pytest_kindreg.credential_providers import kubeadm_patches
+    from pytest_kindreg.kind_config import ClusterContribution, KindClusterConfig, UserKindConfig
+
+    user_patch = "kind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    v: '4'\n"
+    base = UserKindConfig(
+        {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "kubeadmConfigPatches": [user_patch]}
+    )
+    ours = ClusterContribution(kubeadm_patches=kubeadm_patches(), source="credential_provider")
+    doc = KindClusterConfig(name="c", base=base, contributions=(ours, ours)).to_dict()
+    # The user's patch first (kind merges them in order: maps merge, so both sets of args stay), ours once.
+    assert doc["kubeadmConfigPatches"] == [user_patch, *kubeadm_patches()]
+    assert "image-credential-provider-config" in doc["kubeadmConfigPatches"][1]
+    assert KindClusterConfig(name="c").to_dict().get("kubeadmConfigPatches") is None
