@@ -7,7 +7,8 @@
 #      (scripts/check-wheel.sh) as a plain pytest run: no `kind-lab.sh guard`, and the host's
 #      sysctls must be as they were afterwards (scripts/check-host-unchanged.sh);
 #   3. on each kind lab variant (scripts/kind-lab.sh), the e2e tests and every example against
-#      real kind clusters, with --kindreg-strict; in this stage a skip is a failure.
+#      real kind clusters, with --kindreg-strict; in this stage a skip is a failure;
+#   4. on the oldest and the newest variant, examples/token_auth (registries in token mode).
 # Extra arguments go to every pytest run (e.g. -x, -k NAME).
 # Needs scripts/setup.sh first (Docker engine, images, the kind lab).
 set -euo pipefail
@@ -80,6 +81,14 @@ for variant in $variants; do
     only_default=()
     [ "$variant" = "$newest" ] || only_default=(--deselect tests/e2e/test_ha.py)
     stage "lab-$variant" no bash scripts/kind-lab.sh pytest --variant "$variant" tests/e2e examples "${only_default[@]}" \
+        --kindreg-strict -p no:cacheprovider -rs
+done
+
+# Token mode (issue 18) on the oldest and the newest variant: examples/token_auth is a pytest
+# project of its own, whose pytest.ini puts every registry in token mode.
+oldest=$(head -n 1 <<<"$variants")
+for variant in $(printf '%s\n' "$oldest" "$newest" | awk '!seen[$0]++'); do
+    stage "token-$variant" no bash scripts/kind-lab.sh pytest --variant "$variant" examples/token_auth \
         --kindreg-strict -p no:cacheprovider -rs
 done
 

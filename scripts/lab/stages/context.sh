@@ -81,7 +81,14 @@ variant_kind() {
     known_variant "$1"
     if [ "${V_KIND[$1]}" = debian ]; then echo /usr/bin/kind; else echo "$LAB/bin/kind-${V_KIND[$1]}/kind"; fi
 }
-options_line() { known_variant "$1"; echo "--kindreg-kind-bin=$(variant_kind "$1") --kindreg-node-image=$(variant_image "$1")"; }
+# The pytest options of a variant: its kind CLI and node image, and the strategies its Kubernetes
+# cannot serve left out (deselected, never skipped): workload_identity needs 1.34.
+options_line() {
+    known_variant "$1"
+    local line="--kindreg-kind-bin=$(variant_kind "$1") --kindreg-node-image=$(variant_image "$1")"
+    if [ "$(k8s_minor "${V_K8S[$1]}")" -lt 34 ]; then line+=" --kindreg-exclude-strategy=workload_identity"; fi
+    echo "$line"
+}
 uniq_words() { printf '%s\n' "$@" | awk '!seen[$0]++'; }
 k8s_versions() { local v; uniq_words "$(for v in "${VARIANTS[@]}"; do echo "${V_K8S[$v]}"; done)"; }
 k8s_minor() { local m=${1#v1.}; echo "${m%%.*}"; }
