@@ -60,23 +60,7 @@ lb_image_present() {
 }
 
 build_lb_root() {  # Debian trixie with haproxy, by debootstrap, cached
-    local tarball
-    tarball=$(lb_root_tarball)
-    if [ -f "$tarball" ]; then say "load balancer root (debootstrap trixie, haproxy): cached"; return; fi
-    say "load balancer root: debootstrap trixie with ${LB_PACKAGES[*]} (about a minute)"
-    local dir mirror
-    mirror=$(debian_mirror)
-    dir=$(mktemp -d "$LAB/rootfs/build.XXXXXX")
-    BUILD_DIRS+=("$dir" "$dir.log")
-    local IFS=,
-    $SUDO debootstrap --variant=minbase --include="${LB_PACKAGES[*]}" trixie "$dir" "$mirror" >"$dir.log" 2>&1 \
-        || die "debootstrap failed: $(tail -n 3 "$dir.log")"
-    unset IFS
-    $SUDO chroot "$dir" apt-get clean
-    $SUDO rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/debconf/*-old "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
-    $SUDO tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-    $SUDO rm -rf "$dir" "$dir.log"
+    debootstrap_tarball "$(lb_root_tarball)" "load balancer root" "${LB_PACKAGES[@]}"
 }
 
 build_lb_image() {  # build_lb_image IMAGE FLAVOUR MODULE-DIR
