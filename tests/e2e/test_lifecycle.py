@@ -4,6 +4,7 @@ cluster shared by xdist workers, SIGINT during creation, and ``kindreg doctor --
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,13 +53,20 @@ def _managed_containers(docker: Any) -> set[str]:
 
 @pytest.fixture
 def delete_afterwards(pytestconfig: pytest.Config) -> Any:
-    """Names of clusters a test asked to keep: deleted after it, whatever happened."""
+    """Names of clusters a test asked to keep: deleted after it, whatever happened, with the
+    files a kept cluster keeps in the state dir (its kubeconfig, node credentials)."""
+    from pytest_kindreg.environment import default_state_dir
+
     names: list[str] = []
     yield names
     kind = _kind(pytestconfig)
     for name in names:
         if name in _clusters(kind):
             subprocess.run([kind, "delete", "cluster", "--name", name], capture_output=True, timeout=300, check=False)
+        # Only the directory named after a cluster this test created (a unique name).
+        shutil.rmtree(default_state_dir() / name, ignore_errors=True)
+    for name in names:
+        assert not (default_state_dir() / name).exists()
 
 
 KEEP_THEN_REUSE = """
