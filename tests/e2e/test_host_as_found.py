@@ -8,6 +8,7 @@ stage, outside any guard: ``scripts/check-host-unchanged.sh``.)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -81,7 +82,10 @@ def test_cleanup_thaws_deletes_and_restores_a_dead_runs_cluster(
         assert result.returncode == 0, output
         after_cleanup = read_sysctls(PROC_SYS, names)
         if frozen is not None:
-            assert f"thawed 1 frozen cgroup(s) in the nodes of cluster {name}" in result.stdout, output
+            # At least the one frozen here: runc also freezes a cgroup for a moment while it sets
+            # its resources (cgroup v1, systemd driver), and the cleanup may meet one such.
+            thawed = re.search(rf"thawed (\d+) frozen cgroup\(s\) in the nodes of cluster {name}\b", result.stdout)
+            assert thawed is not None and int(thawed.group(1)) >= 1, output
             assert not frozen.exists(), output  # the node and its cgroups are gone
         assert f"removing clusters: {name}" in result.stdout, output
         assert kindreg_docker.containers.list(all=True, filters={"label": f"{KIND_CLUSTER_LABEL}={name}"}) == []
