@@ -24,7 +24,7 @@ from pytest_kindreg.credentials import write_private_file
 from pytest_kindreg.docker_engine import RunIdentity, docker_client
 from pytest_kindreg.docker_nodes import DockerNodes, thaw_frozen
 from pytest_kindreg.errors import ClusterError, CommandError, KindUnavailableError, first_line
-from pytest_kindreg.host_sysctls import HostSysctls, report_once
+from pytest_kindreg.host_sysctls import KIND_CLUSTER_LABEL, HostSysctls, report_once
 from pytest_kindreg.kind_config import (
     KindClusterConfig,
     KindConfigSource,
@@ -40,8 +40,8 @@ log = logging.getLogger("pytest_kindreg")
 
 FINGERPRINT_CONFIGMAP = "kindreg-cluster-config"
 RESTART_POLL_INTERVAL = 0.2  # seconds between checks while a restarted kubelet comes back
-# kind's container labels (sigs.k8s.io/kind pkg/cluster/internal/providers/docker/constants.go).
-KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+# kind's role label (sigs.k8s.io/kind pkg/cluster/internal/providers/docker/constants.go; the
+# cluster label is host_sysctls.KIND_CLUSTER_LABEL).
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
 # The API server proxy kind adds in front of several control-plane nodes (haproxy up to kind
 # v0.31, envoy from v0.32): it carries the cluster label, but it is kind's, not a Kubernetes node.

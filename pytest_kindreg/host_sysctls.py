@@ -36,7 +36,7 @@ from pytest_kindreg.errors import CommandError, first_line
 log = logging.getLogger("pytest_kindreg")
 
 PROC_SYS = Path("/proc/sys")
-KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind's label on every container of a cluster
 
 # name -> the value kubelet writes (k8s.io/component-helpers/node/util/sysctl).
 KUBELET_SYSCTLS: dict[str, str] = {

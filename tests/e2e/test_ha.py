@@ -24,11 +24,11 @@ from kubernetes import client
 from pytest_kindreg import KindCluster
 from pytest_kindreg.cluster import (
     CONTROL_PLANE_TAINT,
-    KIND_CLUSTER_LABEL,
     KIND_LOAD_BALANCER_ROLE,
     KIND_ROLE_LABEL,
     find_kind,
 )
+from pytest_kindreg.host_sysctls import KIND_CLUSTER_LABEL
 from pytest_kindreg.settings import Settings
 
 pytestmark = pytest.mark.e2e
